@@ -1,0 +1,45 @@
+# Quick start: `make demo` translates the shipped whistle with the shipped model; `make test` runs the suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: install system-deps demo test lint bench data clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,data,evaluate]'
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+# ffmpeg decodes m4a/aac; fluidsynth + a GM soundfont render the training data. Installed when root.
+system-deps:
+	@if ! command -v ffmpeg >/dev/null || ! command -v fluidsynth >/dev/null || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg fluidsynth fluid-soundfont-gm >/dev/null) \
+			|| echo "warning: could not install ffmpeg/fluidsynth; m4a input and data rendering need them"; \
+		else echo "warning: install ffmpeg, fluidsynth and fluid-soundfont-gm for m4a input and `make data`"; fi; \
+	fi
+
+demo: install
+	mkdir -p out
+	$(BIN)/musictranslate translate examples/whistle.wav --to piano -o out/whistle_piano.wav --force
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(BIN)/ruff check musictranslate tests bench
+	$(BIN)/ruff format --check musictranslate tests bench
+
+bench: install
+	$(PY) -m bench
+
+data: install
+	$(PY) -m musictranslate.recipes.build --out data
+
+clean:
+	rm -rf out build dist *.egg-info

@@ -1,0 +1,5 @@
+"""``python -m musictranslate`` runs the CLI."""
+
+from .cli import main
+
+main()

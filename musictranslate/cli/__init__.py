@@ -1,0 +1,17 @@
+"""The ``musictranslate`` command line: parses arguments, calls the library, prints.
+
+Each group of commands lives in its own module and registers itself on ``app``; heavy imports
+(torch, librosa) happen inside the commands so ``--help`` and ``--version`` answer at once.
+"""
+
+from __future__ import annotations
+
+from . import models_cmd, translate_cmd  # noqa: F401  (registers commands)
+from .common import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,29 @@
+"""Errors a user can act on.
+
+Library code raises these with a one-line message that names the file or value and says what to
+do; the CLI prints the message and exits non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class MusicTranslateError(Exception):
+    """Base class: a failure caused by input, models or the environment, not by a bug."""
+
+    exit_code = 1
+
+
+class AudioError(MusicTranslateError):
+    """An audio file that cannot be read, is empty, silent, too short or not finite."""
+
+
+class ModelError(MusicTranslateError):
+    """A model that is missing, tampered with, of an unknown format or of the wrong shape."""
+
+
+class DomainError(MusicTranslateError):
+    """A domain the model has no decoder for."""
+
+
+class OutputError(MusicTranslateError):
+    """An output that cannot be written or would overwrite something."""

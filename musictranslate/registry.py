@@ -1,0 +1,280 @@
+"""Model folders on disk: manifest, safetensors weights, sha256 checks, listing, adding decoders.
+
+A model is a folder holding ``manifest.json``, ``encoder.safetensors``, ``confusion.safetensors``
+and ``decoders/<domain>.safetensors``. The manifest carries the architecture, so any folder loads
+without code edits, and the sha256 of every weight file, so tampering or truncation is caught
+before a single weight is used. Nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import MU, SAMPLE_RATE, ModelConfig
+from .errors import DomainError, ModelError
+from .model import ConfusionNet, Decoder, Encoder
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DEFAULT_MODEL = "default"
+ENV_VAR = "MUSICTRANSLATE_MODELS"
+
+
+def registry_roots(models_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for a model name, first match wins.
+
+    ``--models DIR``, then ``$MUSICTRANSLATE_MODELS``, then ``./models``, then the per-user data
+    folder, then the models shipped with the package (the repo's ``models/`` in a checkout).
+    """
+    from platformdirs import user_data_path
+
+    package = Path(__file__).resolve().parent
+    roots = [
+        Path(models_dir) if models_dir else None,
+        Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None,
+        Path.cwd() / "models",
+        user_data_path("musictranslate") / "models",
+        package / "_models",
+        package.parent / "models",
+    ]
+    unique: list[Path] = []
+    for root in roots:
+        if root is not None and root not in unique:
+            unique.append(root)
+    return unique
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    """Run ``write(temp_path)`` then rename over ``path``: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def _save_weights(module: torch.nn.Module, path: Path) -> str:
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    _atomic_write_bytes(path, lambda temp: save_file(state, temp))
+    return sha256_file(path)
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    _atomic_write_bytes(folder / MANIFEST, lambda temp: Path(temp).write_text(text))
+
+
+def _load_weights(module: torch.nn.Module, folder: Path, entry: dict, what: str) -> None:
+    """Check the file's sha256 against the manifest, then load it strictly (shapes must agree)."""
+    path = folder / entry["file"]
+    if not path.is_file():
+        raise ModelError(f"{path}: {what} weights are missing; re-install or re-train the model")
+    if sha256_file(path) != entry["sha256"]:
+        raise ModelError(
+            f"{path}: sha256 does not match the manifest (file changed or corrupt); "
+            "re-install or re-train the model"
+        )
+    try:
+        state = load_file(path)
+        module.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: {what} weights do not fit the manifest ({first[:200]})") from None
+
+
+@dataclass
+class Model:
+    """A loaded model: the shared encoder, the confusion net and lazily loaded decoders."""
+
+    name: str
+    path: Path
+    config: ModelConfig
+    manifest: dict
+    encoder: Encoder
+    _decoders: dict[str, Decoder] = field(default_factory=dict, repr=False)
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.manifest["decoders"])
+
+    def check_domain(self, domain: str) -> None:
+        if domain not in self.manifest["decoders"]:
+            known = ", ".join(self.domains) or "none"
+            raise DomainError(f"unknown domain {domain!r} for model {self.name!r}; known: {known}")
+
+    def decoder(self, domain: str) -> Decoder:
+        """The decoder for ``domain``, loaded and verified on first use."""
+        self.check_domain(domain)
+        if domain not in self._decoders:
+            decoder = Decoder(self.config)
+            _load_weights(decoder, self.path, self.manifest["decoders"][domain], f"decoder {domain!r}")
+            self._decoders[domain] = decoder.eval()
+        return self._decoders[domain]
+
+    def confusion(self) -> ConfusionNet:
+        entry = self.manifest["confusion"]
+        net = ConfusionNet(self.config, len(entry["domains"]))
+        _load_weights(net, self.path, entry, "confusion")
+        return net.eval()
+
+
+def find_model(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | None = None) -> Path:
+    """A model folder from a path, or from a name looked up in ``registry_roots``."""
+    candidate = Path(name_or_path)
+    if (candidate / MANIFEST).is_file():
+        return candidate
+    name = str(name_or_path)
+    if os.sep not in name and "/" not in name:
+        for root in registry_roots(models_dir):
+            if (root / name / MANIFEST).is_file():
+                return root / name
+    available = ", ".join(sorted({m["name"] for m in list_models(models_dir)})) or "none"
+    raise ModelError(
+        f"model {name!r} not found (searched {', '.join(str(r) for r in registry_roots(models_dir))}); "
+        f"available: {available}"
+    )
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc}); re-install the model") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int):
+        raise ModelError(f"{path}: not a musictranslate manifest (no format_version)")
+    if version > FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: model format {version} is newer than this musictranslate supports "
+            f"({FORMAT_VERSION}); upgrade musictranslate"
+        )
+    for key in ("architecture", "encoder", "confusion", "decoders"):
+        if key not in manifest:
+            raise ModelError(f"{path}: manifest lacks {key!r}; re-install the model")
+    return manifest
+
+
+def load_model(
+    name_or_path: str | os.PathLike = DEFAULT_MODEL, models_dir: str | os.PathLike | None = None
+) -> Model:
+    """Load a model by registry name or folder path; the encoder is verified and loaded now."""
+    folder = find_model(name_or_path, models_dir)
+    manifest = read_manifest(folder)
+    try:
+        config = ModelConfig.from_dict(manifest["architecture"])
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{folder / MANIFEST}: bad architecture ({exc})") from None
+    encoder = Encoder(config)
+    _load_weights(encoder, folder, manifest["encoder"], "encoder")
+    return Model(manifest.get("name", folder.name), folder, config, manifest, encoder.eval())
+
+
+def save_model(
+    folder: str | os.PathLike,
+    config: ModelConfig,
+    encoder: Encoder,
+    confusion: ConfusionNet,
+    decoders: dict[str, Decoder],
+    provenance: dict | None = None,
+) -> Path:
+    """Write a complete model folder, replacing any existing one only once the new one is whole."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": folder.name,
+            "sample_rate": SAMPLE_RATE,
+            "mu": MU,
+            "architecture": config.to_dict(),
+            "encoder": {"file": "encoder.safetensors"},
+            "confusion": {"file": "confusion.safetensors", "domains": list(decoders)},
+            "decoders": {},
+            "training": provenance or {},
+        }
+        manifest["encoder"]["sha256"] = _save_weights(encoder, staging / "encoder.safetensors")
+        manifest["confusion"]["sha256"] = _save_weights(confusion, staging / "confusion.safetensors")
+        for domain, decoder in decoders.items():
+            file = f"decoders/{domain}.safetensors"
+            manifest["decoders"][domain] = {"file": file, "sha256": _save_weights(decoder, staging / file)}
+        _write_manifest(staging, manifest)
+        _replace_folder(staging, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return folder
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Swap ``new`` in for ``target``; other files in ``target`` (a resume file) are kept."""
+    if target.exists():
+        for extra in target.iterdir():
+            if extra.name not in {MANIFEST, "encoder.safetensors", "confusion.safetensors", "decoders"}:
+                os.replace(extra, new / extra.name)
+        old = target.with_name(f".{target.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(new, target)
+
+
+def add_decoder(model: Model, domain: str, decoder: Decoder, provenance: dict | None = None) -> None:
+    """Add one decoder file and one manifest entry; nothing else in the folder changes."""
+    file = f"decoders/{domain}.safetensors"
+    entry = {"file": file, "sha256": _save_weights(decoder, model.path / file)}
+    if provenance:
+        entry["provenance"] = provenance
+    model.manifest["decoders"][domain] = entry
+    _write_manifest(model.path, model.manifest)
+    model._decoders[domain] = decoder.eval()
+
+
+def list_models(models_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Every model in every registry root: name, path, domains (first root wins on a name)."""
+    found: dict[str, dict] = {}
+    for root in registry_roots(models_dir):
+        if not root.is_dir():
+            continue
+        for folder in sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()):
+            if folder.name in found:
+                continue
+            try:
+                manifest = read_manifest(folder)
+                domains = list(manifest["decoders"])
+                error = None
+            except ModelError as exc:
+                domains, error = [], str(exc)
+            found[folder.name] = {
+                "name": folder.name,
+                "path": str(folder),
+                "domains": domains,
+                "error": error,
+            }
+    return list(found.values())

@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny randomly initialised model in a temporary registry, and test audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from musictranslate.config import SAMPLE_RATE, preset
+from musictranslate.model import ConfusionNet, Decoder, Encoder
+from musictranslate.registry import save_model
+
+DOMAINS = ("piano", "flute")
+
+
+def make_tiny_model(folder: Path, domains: tuple[str, ...] = DOMAINS, seed: int = 0) -> Path:
+    """A random tiny model saved as a real registry folder."""
+    torch.manual_seed(seed)
+    cfg = preset("tiny")
+    decoders = {d: Decoder(cfg) for d in domains}
+    return save_model(folder, cfg, Encoder(cfg), ConfusionNet(cfg, len(domains)), decoders, {"test": True})
+
+
+def tone(seconds: float = 0.5, freq: float = 440.0, rate: int = SAMPLE_RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry root holding one tiny model named ``tiny``."""
+    root = tmp_path_factory.mktemp("models")
+    make_tiny_model(root / "tiny")
+    return root
+
+
+@pytest.fixture
+def wav(tmp_path: Path) -> Path:
+    path = tmp_path / "tune.wav"
+    sf.write(path, tone(), SAMPLE_RATE)
+    return path
