@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,28 +31,59 @@ DEFAULT_MODEL = "default"
 ENV_VAR = "MUSICTRANSLATE_MODELS"
 
 
+def user_models_root() -> Path:
+    """The per-user registry folder (``~/.local/share/musictranslate/models`` on Linux)."""
+    from platformdirs import user_data_path
+
+    return user_data_path("musictranslate") / "models"
+
+
 def registry_roots(models_dir: str | os.PathLike | None = None) -> list[Path]:
     """Folders searched for a model name, first match wins.
 
     ``--models DIR``, then ``$MUSICTRANSLATE_MODELS``, then ``./models``, then the per-user data
     folder, then the models shipped with the package (the repo's ``models/`` in a checkout).
     """
-    from platformdirs import user_data_path
-
     package = Path(__file__).resolve().parent
+    # beside an installed package sits site-packages, whose stray ``models/`` is nobody's registry
+    checkout = (package.parent / "pyproject.toml").is_file()
     roots = [
         Path(models_dir) if models_dir else None,
         Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None,
         Path.cwd() / "models",
-        user_data_path("musictranslate") / "models",
+        user_models_root(),
         package / "_models",
-        package.parent / "models",
+        package.parent / "models" if checkout else None,
     ]
     unique: list[Path] = []
     for root in roots:
         if root is not None and root not in unique:
             unique.append(root)
     return unique
+
+
+def default_output_root(models_dir: str | os.PathLike | None = None) -> Path:
+    """Where a newly trained model goes when only a name is given: the first root a user controls.
+
+    ``--models DIR``, else ``$MUSICTRANSLATE_MODELS``, else ``./models`` when that folder exists
+    (a checkout, a project folder), else the per-user data folder -- all of them searched by
+    ``load_model``, so ``musictranslate models`` lists the result from anywhere. Never the
+    package's own ``_models``, which an upgrade replaces and which may be read-only.
+    """
+    if models_dir:
+        return Path(models_dir)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    local = Path.cwd() / "models"
+    return local if local.is_dir() else user_models_root()
+
+
+def model_output_path(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | None = None) -> Path:
+    """``mine`` -> ``<default_output_root>/mine``; anything with a folder in it is used as given."""
+    text = str(name_or_path)
+    if os.sep in text or "/" in text:
+        return Path(name_or_path)
+    return default_output_root(models_dir) / text
 
 
 def sha256_file(path: Path) -> str:
@@ -202,9 +234,8 @@ def save_model(
 ) -> Path:
     """Write a complete model folder, replacing any existing one only once the new one is whole."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         manifest = {
             "format_version": FORMAT_VERSION,
             "name": folder.name,
@@ -222,27 +253,33 @@ def save_model(
             file = f"decoders/{domain}.safetensors"
             manifest["decoders"][domain] = {"file": file, "sha256": _save_weights(decoder, staging / file)}
         _write_manifest(staging, manifest)
-        _replace_folder(staging, folder)
+
+    return write_folder_atomically(folder, fill)
+
+
+def write_folder_atomically(folder: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Build a folder's new contents in a staging folder, then swap it in.
+
+    A process killed at any moment leaves either the old folder or the new one under ``folder``
+    (at worst the old one renamed to ``.<name>.old`` for the instant between two renames).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        fill(staging)
+        old = folder.with_name(f".{folder.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(staging, folder)
+        if old.exists():
+            shutil.rmtree(old)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     return folder
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Swap ``new`` in for ``target``; other files in ``target`` (a resume file) are kept."""
-    if target.exists():
-        for extra in target.iterdir():
-            if extra.name not in {MANIFEST, "encoder.safetensors", "confusion.safetensors", "decoders"}:
-                os.replace(extra, new / extra.name)
-        old = target.with_name(f".{target.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(new, target)
 
 
 def add_decoder(model: Model, domain: str, decoder: Decoder, provenance: dict | None = None) -> None:

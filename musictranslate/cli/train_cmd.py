@@ -1,0 +1,157 @@
+"""``musictranslate train`` and ``add-domain``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import ModelOption, ModelsOption, QuietOption, app, stderr, user_errors
+
+StepsOption = Annotated[
+    int, typer.Option("--steps", help="Total training steps (one batch of one domain each).")
+]
+BatchOption = Annotated[int, typer.Option("--batch-size", help="Segments per batch (paper: 16).")]
+SegmentOption = Annotated[float, typer.Option("--segment", help="Seconds per training segment (paper: 1.0).")]
+LrOption = Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 1e-3).")]
+CheckpointOption = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed for the split, initialisation and batches.")]
+WorkersOption = Annotated[int, typer.Option("--workers", help="Data-loading worker processes.")]
+Bf16Option = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (faster on CPUs with AVX512-BF16).")]
+NoAugOption = Annotated[bool, typer.Option("--no-augment", help="Turn off the pitch-shift augmentation.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu or cuda.")]
+
+
+@contextmanager
+def _training_progress(quiet: bool) -> Iterator:
+    """A progress bar showing step, per-domain losses, confusion accuracy, samples/s and ETA."""
+    import sys
+
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=stderr,
+    ) as bar:
+        task = bar.add_task("train", total=None, info="")
+        losses: dict[str, float] = {}
+
+        def update(step: int, total: int, stats: dict) -> None:
+            losses[stats["domain"]] = stats["reconstruction"]
+            parts = [f"{d} {v:.3f}" for d, v in losses.items()]
+            if "confusion_acc" in stats:
+                parts.append(f"conf acc {stats['confusion_acc']:.2f}")
+            parts.append(f"{stats['samples_per_second']:,.0f} samples/s")
+            bar.update(task, completed=step, total=total, info=" | ".join(parts))
+
+        yield update
+
+
+def _options(**values):
+    from ..data import Augmentation
+    from ..train import TrainOptions
+
+    augment = values.pop("augment")
+    return TrainOptions(**values, augmentation=Augmentation(enabled=augment))
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Argument(help="Dataset root: one sub-folder of audio per domain.")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write, e.g. models/mine.")],
+    preset: Annotated[str, typer.Option("--preset", help="Architecture: paper, small or tiny.")] = "small",
+    steps: StepsOption = 10_000,
+    batch_size: BatchOption = 16,
+    segment: SegmentOption = 1.0,
+    lr: LrOption = 1e-3,
+    confusion_weight: Annotated[float, typer.Option("--lambda", help="Domain-confusion weight.")] = 1e-2,
+    checkpoint_every: CheckpointOption = 200,
+    seed: SeedOption = 0,
+    workers: WorkersOption = 1,
+    bf16: Bf16Option = False,
+    no_augment: NoAugOption = False,
+    device: DeviceOption = "auto",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint of --out.")
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a model: shared encoder, one decoder per domain, domain confusion."""
+    from ..config import PRESETS
+    from ..train import train
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    with user_errors():
+        options = _options(
+            preset=preset,
+            steps=steps,
+            batch_size=batch_size,
+            segment_seconds=segment,
+            lr=lr,
+            confusion_weight=confusion_weight,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            workers=workers,
+            bf16=bf16,
+            augment=not no_augment,
+            device=device,
+        )
+        with _training_progress(quiet) as progress:
+            result = train(data, out, options, resume=resume, on_step=progress)
+    if not quiet and result.main_process:
+        losses = ", ".join(f"{d} {v:.3f}" for d, v in result.losses.items())
+        stderr.print(f"wrote {result.model} after {result.steps} steps ({losses})", highlight=False)
+
+
+@app.command("add-domain")
+def add_domain_command(
+    data: Annotated[Path, typer.Argument(help="Folder of audio of the new domain.")],
+    name: Annotated[str, typer.Option("--name", help="Domain name (default: the folder's name).")] = "",
+    model: ModelOption = "default",
+    models: ModelsOption = None,
+    steps: StepsOption = 2_000,
+    batch_size: BatchOption = 16,
+    segment: SegmentOption = 1.0,
+    lr: LrOption = 1e-3,
+    checkpoint_every: CheckpointOption = 200,
+    seed: SeedOption = 0,
+    workers: WorkersOption = 1,
+    bf16: Bf16Option = False,
+    no_augment: NoAugOption = False,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Add a domain to a trained model: a new decoder trained with the encoder frozen."""
+    from ..registry import load_model
+    from ..train import add_domain
+
+    with user_errors():
+        loaded = load_model(model, models)
+        options = _options(
+            steps=steps,
+            batch_size=batch_size,
+            segment_seconds=segment,
+            lr=lr,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            workers=workers,
+            bf16=bf16,
+            augment=not no_augment,
+            device=device,
+        )
+        domain = name or data.resolve().name
+        with _training_progress(quiet) as progress:
+            result = add_domain(loaded, data, domain, options, on_step=progress)
+    if not quiet:
+        stderr.print(f"added domain {domain!r} to {result.model} after {result.steps} steps", highlight=False)

@@ -1,0 +1,523 @@
+"""Training: the paper's alternating confusion / autoencoder steps, checkpoints, resume, DDP.
+
+Each step takes one batch from one domain (domains take turns). First the confusion net C takes
+a step to recognise the domain from the (detached) latent; then the encoder and that domain's
+decoder take a step on ``CE(reconstruction) - lambda * CE(C(latent), domain)`` against the
+updated C. ``add_domain`` reuses the same loop with the encoder frozen and no confusion term.
+
+A run keeps two things beside the model folder ``models/NAME``: ``models/NAME.train/checkpoint``
+(weights + optimizer state + step: everything needed to resume, swapped in atomically) and
+``models/NAME.train/log.jsonl`` (one line per logged step). Batches are a pure function of
+``(seed, step, rank)``, so a resumed run continues exactly where an uninterrupted one would be.
+Under ``torchrun`` every rank draws its own batches of the same domain and gradients are averaged
+by DistributedDataParallel; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import SAMPLE_RATE, ModelConfig, preset
+from .data import Augmentation, DataError, DomainBatches, open_sources, scan_domains, split_files
+from .errors import MusicTranslateError
+from .model import ConfusionNet, Decoder, Encoder
+from .registry import Model, add_decoder, save_model, write_folder_atomically
+
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingError(MusicTranslateError):
+    """Training cannot start or go on: a bad resume state, a diverged loss."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every training hyper-parameter; saved with each checkpoint and checked on resume."""
+
+    preset: str = "small"
+    steps: int = 10_000
+    batch_size: int = 16
+    segment_seconds: float = 1.0
+    lr: float = 1e-3
+    lr_decay: float = 0.98
+    lr_decay_every: int = 10_000
+    confusion_weight: float = 1e-2
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 1
+    bf16: bool = False
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainOptions:
+        values = dict(values)
+        values["augmentation"] = Augmentation(**values.get("augmentation", {}))
+        return cls(**values)
+
+
+StepCallback = Callable[[int, int, dict], None]
+"""Called as ``on_step(step, total_steps, stats)`` after every step."""
+
+
+def run_folder(model_folder: Path) -> Path:
+    """Where a model's resume state and log live: beside it, never inside the shipped model."""
+    return model_folder.with_name(model_folder.name + ".train")
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present, else CPU; never assume CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda: no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+class Distributed:
+    """Rank and world size under torchrun (gloo on CPU, nccl on CUDA); a no-op otherwise."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = device
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, module: nn.Module, partly_used: bool = False) -> nn.Module:
+        """DDP around ``module``; ``partly_used`` when a step touches only some of its parameters."""
+        if self.world == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=partly_used)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+class AutoEncoders(nn.Module):
+    """The shared encoder and the decoder bank as one module, so DDP can wrap them together."""
+
+    def __init__(self, encoder: Encoder, decoders: dict[str, Decoder]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoders = nn.ModuleDict(decoders)
+
+    def forward(self, domain: str, encoder_input: torch.Tensor, target: torch.Tensor):
+        latent = self.encoder(encoder_input)
+        return self.decoders[domain](target, latent), latent
+
+
+class Trainer:
+    """Owns the modules, optimisers and one training step."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        domains: list[str],
+        options: TrainOptions,
+        dist: Distributed,
+        encoder: Encoder | None = None,
+        train_encoder: bool = True,
+    ) -> None:
+        torch.manual_seed(options.seed)
+        self.config, self.domains, self.options, self.dist = config, domains, options, dist
+        self.train_encoder = train_encoder
+        device = dist.device
+        encoder = encoder or Encoder(config)
+        encoder.requires_grad_(train_encoder)
+        self.autoencoders = AutoEncoders(encoder, {d: Decoder(config) for d in domains}).to(device)
+        self.confusion = ConfusionNet(config, len(domains)).to(device)
+        self.ae = dist.wrap(self.autoencoders, partly_used=True)
+        self.conf = dist.wrap(self.confusion)
+        params = [p for p in self.autoencoders.parameters() if p.requires_grad]
+        self.ae_opt = torch.optim.Adam(params, lr=options.lr)
+        self.conf_opt = torch.optim.Adam(self.confusion.parameters(), lr=options.lr)
+
+    def set_lr(self, step: int) -> None:
+        lr = self.options.lr * self.options.lr_decay ** (step // self.options.lr_decay_every)
+        for opt in (self.ae_opt, self.conf_opt):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def _autocast(self):
+        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.options.bf16)
+
+    def step(self, step: int, domain: int, encoder_input: torch.Tensor, target: torch.Tensor) -> dict:
+        """One confusion step then one autoencoder step; returns the losses as floats."""
+        device, name = self.dist.device, self.domains[domain]
+        encoder_input, target = encoder_input.to(device), target.to(device)
+        labels = torch.full((target.shape[0],), domain, device=device)
+        self.set_lr(step)
+        self.autoencoders.train()
+        with self._autocast():
+            logits, latent = self.ae(name, encoder_input, target)
+        stats: dict = {"domain": name}
+        if self.train_encoder:
+            self.conf_opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                conf_logits = self.conf(latent.detach())
+            conf_loss = F.cross_entropy(conf_logits.float(), labels)
+            conf_loss.backward()
+            nn.utils.clip_grad_norm_(self.confusion.parameters(), self.options.grad_clip)
+            self.conf_opt.step()
+            stats["confusion"] = conf_loss.item()
+            stats["confusion_acc"] = (conf_logits.argmax(1) == labels).float().mean().item()
+        recon = F.cross_entropy(logits.float(), target)
+        loss = recon
+        if self.train_encoder:
+            with self._autocast():
+                adversary = F.cross_entropy(self.confusion(latent).float(), labels)
+            loss = recon - self.options.confusion_weight * adversary
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss.item()} at step {step}; the last good checkpoint is kept; "
+                "lower --lr or check the data"
+            )
+        self.ae_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.autoencoders.parameters(), self.options.grad_clip)
+        self.ae_opt.step()
+        stats["reconstruction"] = recon.item()
+        return stats
+
+    @torch.no_grad()
+    def validate(self, batches: list[tuple[int, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """Reconstruction loss of fixed validation batches, per domain (no augmentation)."""
+        self.autoencoders.eval()
+        losses = {}
+        for domain, encoder_input, target in batches:
+            name = self.domains[domain]
+            with self._autocast():
+                logits, _ = self.autoencoders(
+                    name, encoder_input.to(self.dist.device), target.to(self.dist.device)
+                )
+            losses[name] = F.cross_entropy(logits.float(), target.to(self.dist.device)).item()
+        return losses
+
+    # ---- checkpoint state: tensors (safetensors) + JSON, never pickle -------------------------
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {f"model.{k}": v for k, v in self.autoencoders.state_dict().items()}
+        tensors |= {f"confusion.{k}": v for k, v in self.confusion.state_dict().items()}
+        groups = {}
+        for name, opt in (("ae_opt", self.ae_opt), ("conf_opt", self.conf_opt)):
+            state = opt.state_dict()
+            for index, values in state["state"].items():
+                for key, value in values.items():
+                    tensors[f"{name}.{index}.{key}"] = torch.as_tensor(value)
+            groups[name] = state["param_groups"]
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, groups
+
+    def load_state(self, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+        def prefixed(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.autoencoders.load_state_dict(prefixed("model."))
+        self.confusion.load_state_dict(prefixed("confusion."))
+        for name, opt in (("ae_opt", self.ae_opt), ("conf_opt", self.conf_opt)):
+            state: dict[int, dict] = {}
+            for key, value in prefixed(f"{name}.").items():
+                index, field_name = key.split(".", 1)
+                state.setdefault(int(index), {})[field_name] = value
+            opt.load_state_dict({"state": state, "param_groups": groups[name]})
+
+
+def _save_checkpoint(run: Path, trainer: Trainer, meta: dict) -> None:
+    tensors, groups = trainer.state()
+
+    def fill(staging: Path) -> None:
+        save_file(tensors, staging / "state.safetensors")
+        (staging / "state.json").write_text(json.dumps(meta | {"optimizer_groups": groups}, indent=1))
+
+    write_folder_atomically(run / "checkpoint", fill)
+
+
+def _load_checkpoint(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    folder = run / "checkpoint"
+    if not (folder / "state.json").is_file():
+        raise TrainingError(f"{folder}: no checkpoint to resume from; start without --resume")
+    try:
+        meta = json.loads((folder / "state.json").read_text())
+        tensors = load_file(folder / "state.safetensors")
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise TrainingError(
+            f"{folder}: unreadable checkpoint ({exc}); start again without --resume"
+        ) from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{folder}: checkpoint format {meta.get('format')} is not supported")
+    return tensors, meta
+
+
+@dataclass
+class TrainResult:
+    model: Path
+    steps: int
+    losses: dict[str, float]
+    val_losses: dict[str, float]
+    wall_seconds: float
+    main_process: bool = True  # False on the other ranks under torchrun, which should stay quiet
+
+
+def _segment_samples(options: TrainOptions, config: ModelConfig) -> int:
+    return max(1, round(options.segment_seconds * SAMPLE_RATE / config.pool)) * config.pool
+
+
+def _load_sources(files_by_domain: dict[str, list[Path]], segment: int, split: str, seed: int):
+    """Open each domain's files of one split; returns sources, splits and skipped-file count."""
+    sources, splits, skipped = [], {}, 0
+    for domain, files in files_by_domain.items():
+        splits[domain] = split_files(files, seed)
+        opened, bad = open_sources(splits[domain][split], segment)
+        skipped += bad
+        if split == "train" and not opened:
+            raise DataError(
+                f"domain {domain!r}: no readable training file is at least {segment / SAMPLE_RATE:.2f} s long"
+            )
+        sources.append(opened)
+    return sources, splits, skipped
+
+
+class _Log:
+    """Append-only JSONL log, cut back to the resumed step so a restart never duplicates lines."""
+
+    def __init__(self, path: Path, resume_step: int, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if resume_step and path.exists():
+            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def _loop(
+    trainer: Trainer,
+    sources: list[list],
+    val_sources: list[list],
+    start: int,
+    options: TrainOptions,
+    segment: int,
+    checkpoint: Callable[[int, dict, dict], None],
+    log: _Log,
+    on_step: StepCallback | None,
+) -> tuple[dict, dict]:
+    """The training loop shared by ``train`` and ``add_domain``."""
+    dist = trainer.dist
+    batches = DomainBatches(
+        sources, options.batch_size, segment, options.seed, options.augmentation, dist.rank
+    )
+    val = DomainBatches(
+        val_sources, options.batch_size, segment, options.seed + 1, Augmentation(enabled=False)
+    )
+    val_batches = [val[d] for d in range(len(val_sources)) if val_sources[d]]
+    loader = torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        sampler=range(start, options.steps),
+        num_workers=options.workers,
+        prefetch_factor=2 if options.workers else None,
+    )
+    latest: dict[str, float] = {}
+    val_losses: dict[str, float] = {}
+    tic = time.perf_counter()
+    samples = 0
+    for step, (domain, encoder_input, target) in enumerate(loader, start=start + 1):
+        stats = trainer.step(step - 1, domain, encoder_input, target)
+        latest[stats["domain"]] = stats["reconstruction"]
+        samples += target.numel() * dist.world
+        stats["samples_per_second"] = samples / (time.perf_counter() - tic)
+        stats["step"] = step
+        if step % options.log_every == 0 or step == options.steps:
+            log.write(stats)
+        if step % options.checkpoint_every == 0 or step == options.steps:
+            if val_batches:
+                val_losses = trainer.validate(val_batches)
+            if dist.main:
+                checkpoint(step, latest, val_losses)
+            dist.barrier()
+        if on_step is not None:
+            on_step(step, options.steps, stats)
+    return latest, val_losses
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    options: TrainOptions = TrainOptions(),
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Train a model on ``data`` (one folder per domain) and write it to the model folder ``out``."""
+    out = Path(out)
+    run = run_folder(out)
+    config = preset(options.preset)
+    files = scan_domains(data)
+    if len(files) < 2:
+        raise DataError(
+            f"{data}: found one domain ({', '.join(files)}); the confusion net needs at least two. "
+            "To add a single domain to a trained model use `musictranslate add-domain`"
+        )
+    domains = list(files)
+    dist = Distributed(pick_device(options.device))
+    try:
+        segment = _segment_samples(options, config)
+        sources, splits, skipped = _load_sources(files, segment, "train", options.seed)
+        val_sources, _, _ = _load_sources(files, segment, "val", options.seed)
+        trainer = Trainer(config, domains, options, dist)
+        start, history_seconds = 0, 0.0
+        if resume:
+            tensors, meta = _load_checkpoint(run)
+            if meta["architecture"] != config.to_dict():
+                raise TrainingError(
+                    f"{run / 'checkpoint'}: was trained with another architecture (preset "
+                    f"{meta['options']['preset']!r}); resume with the same --preset or start a new --out"
+                )
+            if meta["domains"] != domains:
+                raise TrainingError(
+                    f"{run / 'checkpoint'}: was trained on domains {meta['domains']}, data has {domains}"
+                )
+            trainer.load_state(tensors, meta["optimizer_groups"])
+            start, history_seconds = meta["step"], meta.get("wall_seconds", 0.0)
+        elif (run / "checkpoint").exists():
+            raise TrainingError(
+                f"{run}: a previous run exists; pass --resume to continue it, or pick another --out"
+            )
+        if start >= options.steps:
+            raise TrainingError(f"checkpoint is at step {start}; ask for more --steps than that to go on")
+        if dist.main:
+            run.mkdir(parents=True, exist_ok=True)
+            split_record = {d: {k: [p.name for p in v] for k, v in s.items()} for d, s in splits.items()}
+            (run / "split.json").write_text(json.dumps(split_record, indent=1))
+        log = _Log(run / "log.jsonl", start, dist.main)
+        tic = time.perf_counter()
+
+        def checkpoint(step: int, losses: dict, val_losses: dict) -> None:
+            seconds = history_seconds + time.perf_counter() - tic
+            provenance = {
+                "steps": step,
+                "samples_seen": step * options.batch_size * segment * dist.world,
+                "wall_seconds": round(seconds, 1),
+                "world_size": dist.world,
+                "device": dist.device.type,
+                "data": str(Path(data).resolve()),
+                "domains": {d: {k: len(v) for k, v in s.items()} for d, s in splits.items()},
+                "split_rule": f"sha256('{options.seed}:<domain>/<file>') -> 80/10/10 train/val/test",
+                "skipped_files": skipped,
+                "losses": losses,
+                "val_losses": val_losses,
+                "options": asdict(options),
+            }
+            a = trainer.autoencoders
+            save_model(out, config, a.encoder, trainer.confusion, dict(a.decoders.items()), provenance)
+            meta = {
+                "format": CHECKPOINT_FORMAT,
+                "step": step,
+                "wall_seconds": seconds,
+                "architecture": config.to_dict(),
+                "domains": domains,
+                "options": asdict(options),
+            }
+            _save_checkpoint(run, trainer, meta)
+
+        losses, val_losses = _loop(
+            trainer, sources, val_sources, start, options, segment, checkpoint, log, on_step
+        )
+        wall = history_seconds + time.perf_counter() - tic
+        return TrainResult(out, options.steps, losses, val_losses, wall, dist.main)
+    finally:
+        dist.close()
+
+
+def add_domain(
+    model: Model,
+    data: str | Path,
+    name: str,
+    options: TrainOptions = TrainOptions(),
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Train a decoder for a new domain on ``data`` alone with the encoder frozen, and add it.
+
+    Nothing else in the model changes: the encoder, the confusion net and the other decoders keep
+    their files and hashes; the model gains ``decoders/<name>.safetensors`` and a manifest entry.
+    """
+    if name in model.domains:
+        raise TrainingError(f"model {model.name!r} already has a domain {name!r}; pick another --name")
+    from .data import audio_files
+
+    folder = Path(data)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of audio files")
+    files = audio_files(folder)
+    if not files:
+        raise DataError(f"{folder}: no audio files found; add some or check the path")
+    config = model.config
+    dist = Distributed(pick_device(options.device))
+    try:
+        segment = _segment_samples(options, config)
+        sources, splits, skipped = _load_sources({name: files}, segment, "train", options.seed)
+        val_sources, _, _ = _load_sources({name: files}, segment, "val", options.seed)
+        trainer = Trainer(config, [name], options, dist, encoder=model.encoder, train_encoder=False)
+        tic = time.perf_counter()
+
+        def checkpoint(step: int, losses: dict, val_losses: dict) -> None:
+            provenance = {
+                "steps": step,
+                "data": str(folder.resolve()),
+                "files": {k: len(v) for k, v in splits[name].items()},
+                "skipped_files": skipped,
+                "losses": losses,
+                "val_losses": val_losses,
+                "wall_seconds": round(time.perf_counter() - tic, 1),
+                "encoder_frozen": True,
+            }
+            add_decoder(model, name, trainer.autoencoders.decoders[name], provenance)
+
+        log = _Log(run_folder(model.path) / f"add-{name}.jsonl", 0, dist.main)
+        losses, val_losses = _loop(
+            trainer, sources, val_sources, 0, options, segment, checkpoint, log, on_step
+        )
+        return TrainResult(model.path, options.steps, losses, val_losses, time.perf_counter() - tic)
+    finally:
+        dist.close()

@@ -1,0 +1,190 @@
+"""Training through the CLI on tiny models and generated audio: learning, resume, add-domain."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from musictranslate.cli import app
+
+runner = CliRunner()
+TINY = ["--preset", "tiny", "--batch-size", "4", "--segment", "0.1", "--workers", "0", "-q"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write_domain(folder: Path, wave: str, n_files: int = 4, seconds: float = 1.0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * 16000)) / 16000
+    for i in range(n_files):
+        freq = 220 * 2 ** (i / 5)
+        phase = 2 * np.pi * freq * t
+        signal_ = np.sin(phase) if wave == "sine" else 2 * ((freq * t) % 1.0) - 1
+        sf.write(folder / f"{wave}{i}.wav", (0.4 * signal_).astype(np.float32), 16000)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_domain(root / "sine", "sine")
+    write_domain(root / "saw", "saw")
+    return root
+
+
+def log_of(model: Path) -> list[dict]:
+    path = model.with_name(model.name + ".train") / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_training_lowers_the_reconstruction_loss(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    result = run("train", dataset, "--out", out, *TINY, "--steps", "60", "--lr", "1e-2", "--no-augment")
+    assert result.exit_code == 0, result.output
+    losses = [r["reconstruction"] for r in log_of(out)]
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.5
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["training"]["steps"] == 60
+    assert set(manifest["decoders"]) == {"saw", "sine"}
+    assert not list(out.glob("*.pt"))  # resume state lives beside the model, not in it
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
+    common = (*TINY, "--checkpoint-every", "4")
+    assert run("train", dataset, "--out", tmp_path / "a", *common, "--steps", "12").exit_code == 0
+    assert run("train", dataset, "--out", tmp_path / "b", *common, "--steps", "8").exit_code == 0
+    resumed = run("train", dataset, "--out", tmp_path / "b", *common, "--steps", "12", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    straight = {r["step"]: r["reconstruction"] for r in log_of(tmp_path / "a")}
+    again = {r["step"]: r["reconstruction"] for r in log_of(tmp_path / "b")}
+    assert {10, 12} <= set(again) & set(straight)  # logged every 10 steps and at the end
+    assert again[10] == pytest.approx(straight[10], abs=1e-6)
+    assert again[12] == pytest.approx(straight[12], abs=1e-6)
+    for name in ("encoder.safetensors", "decoders/sine.safetensors"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_sigkill_mid_run_then_resume(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "k"
+    cmd = [
+        sys.executable,
+        "-m",
+        "musictranslate",
+        "train",
+        str(dataset),
+        "--out",
+        str(out),
+        *TINY,
+        "--steps",
+        "100000",
+        "--checkpoint-every",
+        "3",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = out.with_name("k.train") / "checkpoint" / "state.json"
+    deadline = time.time() + 60
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), proc.stderr.read().decode()
+    step = json.loads(checkpoint.read_text())["step"]
+    result = run("train", dataset, "--out", out, *TINY, "--steps", str(step + 3), "--resume")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["training"]["steps"] == step + 3
+
+
+def test_add_domain_changes_nothing_else(dataset: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    assert run("train", dataset, "--out", models / "m", *TINY, "--steps", "4").exit_code == 0
+    before = json.loads((models / "m" / "manifest.json").read_text())
+    new = tmp_path / "organ"
+    write_domain(new, "saw", n_files=2)
+    result = run(
+        "add-domain",
+        new,
+        "-m",
+        "m",
+        "--models",
+        models,
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--segment",
+        "0.1",
+        "--workers",
+        "0",
+        "-q",
+    )
+    assert result.exit_code == 0, result.output
+    after = json.loads((models / "m" / "manifest.json").read_text())
+    assert after["encoder"] == before["encoder"] and after["confusion"] == before["confusion"]
+    assert {k: v for k, v in after["decoders"].items() if k != "organ"} == before["decoders"]
+    assert after["decoders"]["organ"]["provenance"]["encoder_frozen"] is True
+    src = tmp_path / "in.wav"
+    shutil.copy(new / "saw0.wav", src)
+    out = tmp_path / "o.wav"
+    assert (
+        run("translate", src, "--to", "organ", "-m", "m", "--models", models, "-o", out, "-q").exit_code == 0
+    )
+
+
+def test_bad_training_input_gives_one_line_errors(dataset: Path, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    write_domain(one / "sine", "sine", n_files=2)
+    result = run("train", one, "--out", tmp_path / "x", *TINY, "--steps", "2")
+    assert result.exit_code == 1 and "at least two" in result.output
+    (one / "empty").mkdir()
+    result = run("train", one, "--out", tmp_path / "x", *TINY, "--steps", "2")
+    assert result.exit_code == 1 and "no audio files" in result.output
+    result = run("train", dataset, "--out", tmp_path / "x", *TINY, "--steps", "2", "--resume")
+    assert result.exit_code == 1 and "no checkpoint" in result.output
+    assert run("train", dataset, "--out", tmp_path / "y", *TINY, "--steps", "2").exit_code == 0
+    args = [a if a != "tiny" else "small" for a in TINY]
+    result = run("train", dataset, "--out", tmp_path / "y", *args, "--steps", "4", "--resume")
+    assert result.exit_code == 1 and "another architecture" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+    reason="torchrun not installed",
+)
+def test_two_gloo_processes_with_torchrun(dataset: Path, tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    out = tmp_path / "ddp"
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "musictranslate",
+        "train",
+        str(dataset),
+        "--out",
+        str(out),
+        *TINY,
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["training"]["world_size"] == 2 and manifest["training"]["steps"] == 4
