@@ -168,8 +168,11 @@ class DomainBatches(torch.utils.data.Dataset):
         for _ in range(MAX_DRAWS):
             source = sources[rng.choice(len(sources), p=weights / weights.sum())]
             start = int(rng.integers(0, source.length - self.segment + 1))
-            segment = source.read(start, self.segment)
-            if math.sqrt(float(np.mean(segment**2))) >= SILENT_RMS:
+            try:
+                segment = source.read(start, self.segment)
+            except (sf.LibsndfileError, RuntimeError, OSError):
+                continue  # a file that went bad after the scan: draw from another
+            if len(segment) == self.segment and math.sqrt(float(np.mean(segment**2))) >= SILENT_RMS:
                 break
         return segment
 

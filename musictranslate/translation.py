@@ -112,16 +112,23 @@ def blend(
     """
     model = _as_model(model)
     model.check_domain(domain)
+    latent = encode_blend(model, first, second, keep, crossfade)
+    length = latent.shape[1] * model.config.pool
+    return decode(model, latent, domain, length, options, progress)
+
+
+def encode_blend(
+    model: Model, first: np.ndarray, second: np.ndarray, keep: float = 3.5, crossfade: float = 1.5
+) -> torch.Tensor:
+    """The blended latent of ``blend``, without decoding: encode once, decode in many domains."""
     if keep < 0 or crossfade < 0:
         raise ValueError("keep and crossfade must be >= 0 seconds")
     for name, audio in (("first input", first), ("second input", second)):
         check_audible(audio, name, model.config.pool)
     frame_rate = SAMPLE_RATE / model.config.pool
-    latent = blend_latents(
+    return blend_latents(
         encode(model, first),
         encode(model, second),
         round(keep * frame_rate),
         round(crossfade * frame_rate),
     )
-    length = latent.shape[1] * model.config.pool
-    return decode(model, latent, domain, length, options, progress)

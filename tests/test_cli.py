@@ -122,9 +122,10 @@ def test_bad_audio_gives_one_line_and_no_output(registry: Path, tmp_path: Path, 
         src.write_bytes(content)
     out = tmp_path / "out.wav"
     result = run("translate", src, "--to", "piano", "-m", "tiny", "--models", registry, "-o", out)
-    assert result.exit_code == 1 and message in result.output
+    assert result.exit_code == 1 and message in result.stderr
     assert not out.exists()
-    assert len(result.output.strip().splitlines()) == 1
+    # one error line on stderr; the summary table goes to stdout
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_tampered_weights_are_refused(tmp_path: Path, wav: Path) -> None:

@@ -1,15 +1,22 @@
-"""What every command shares: the Typer app, error reporting, progress bars."""
+"""What every command shares: the Typer app, error reporting, progress bars, and the options that
+mean the same everywhere (``--device``, ``--threads``, ``--json``, ``--quiet``).
+
+Nothing here imports torch: ``--help`` and ``--version`` must answer at once.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .. import __version__
 
@@ -31,7 +38,26 @@ ModelsOption = Annotated[
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="Model name in the registry, or a model folder.")
 ]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")]
+
+
+class Device(str, Enum):
+    """Where generation runs. ``auto`` picks CUDA only when torch sees a device; never assumed."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+DeviceOption = Annotated[
+    Device, typer.Option("--device", help="auto (CUDA when torch sees one, else CPU), cpu or cuda.")
+]
+ThreadsOption = Annotated[
+    Optional[int], typer.Option("--threads", min=1, help="CPU threads for torch (default: all cores).")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout (and nothing else there).")
+]
 
 _state = {"debug": False}
 
@@ -53,10 +79,22 @@ def _root(
     _state["debug"] = debug
 
 
+def report_error(message: str) -> None:
+    """Print ``error: message`` as one line on stderr; the message is never read as rich markup,
+    so a file called ``take [2].wav`` prints as it is."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print one line on stderr and exit with ``code``."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    report_error(message)
     raise typer.Exit(code)
+
+
+def print_json(document: Any) -> None:
+    """Write ``document`` to stdout as JSON: the only thing a ``--json`` command prints there."""
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.flush()
 
 
 @contextmanager

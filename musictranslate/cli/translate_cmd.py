@@ -1,105 +1,254 @@
-"""``musictranslate translate`` and ``blend``."""
+"""``musictranslate translate`` and ``blend``: parse, hand the work to ``jobs``, report.
+
+Exit status: 0 when every output was written, 1 when any failed (after all the others were
+tried), 2 for usage errors. The job logic -- expanding folders, naming outputs, encoding once per
+input, timing, loudness -- lives in ``musictranslate.jobs`` so a script can do the same.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from .common import ModelOption, ModelsOption, QuietOption, app, progress_bar, user_errors
+from .common import (
+    Device,
+    DeviceOption,
+    JsonOption,
+    ModelOption,
+    ModelsOption,
+    QuietOption,
+    ThreadsOption,
+    app,
+    print_json,
+    progress_bar,
+    report_error,
+    user_errors,
+)
+
+if TYPE_CHECKING:
+    from ..jobs import Result, Task
 
 TemperatureOption = Annotated[
     float, typer.Option("--temperature", "-t", help="Sampling temperature; 0 picks the likeliest sample.")
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same output.")]
-BatchOption = Annotated[int, typer.Option("--batch-size", help="Segments generated in parallel.")]
-ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
-OutOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file.")]
+SeedOption = Annotated[
+    int,
+    typer.Option(
+        "--seed", help="Seeds Python, numpy and torch: the same seed gives the same output (on one machine)."
+    ),
+]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Segments generated in parallel.")]
+ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
+OutOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output folder (mirrors the input tree), or a file for one input and one domain.",
+    ),
+]
+FormatOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--format", help="Output format by extension: wav, flac, ogg, mp3... (default: the input's)."
+    ),
+]
+LoudnessOption = Annotated[
+    bool,
+    typer.Option(
+        "--match-loudness/--no-match-loudness",
+        help="Match each output's loudness to its input (peak <= -1 dBFS).",
+    ),
+]
 
 
-def _default_output(source: Path, suffix: str) -> Path:
-    """``<stem>_<suffix>.<ext>`` next to the input; formats soundfile cannot write become .wav."""
-    ext = source.suffix.lower() if source.suffix.lower() in (".wav", ".flac", ".ogg") else ".wav"
-    return source.with_name(f"{source.stem}_{suffix}{ext}")
+def _run_and_report(
+    plan: list[Task],
+    domains: list[str],
+    *,
+    model: str,
+    models: Path | None,
+    device: str,
+    threads: int | None,
+    seed: int,
+    temperature: float,
+    batch_size: int,
+    force: bool,
+    match_loudness: bool,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """What ``translate`` and ``blend`` share once their inputs are planned: set up the runtime,
+    load the model, check every domain before any work, run, report, and exit 0 or 1."""
+    from ..generate import GenerationOptions
+    from ..jobs import RunOptions, check_domains, configure_runtime, run
+    from ..registry import load_model
+
+    with user_errors():
+        resolved = configure_runtime(device, threads, seed)
+        loaded = load_model(model, models)
+        check_domains(loaded, domains)
+        generation = GenerationOptions(
+            temperature=temperature, seed=seed, batch_size=batch_size, device=resolved
+        )
+        results = run(
+            loaded,
+            plan,
+            RunOptions(generation, force=force, match_loudness=match_loudness),
+            progress=lambda label: progress_bar(label, quiet),
+            on_result=_error_reporter(),
+        )
+    if json_output:
+        print_json([result.to_dict() for result in results])
+    elif not quiet:
+        _print_summary(results, f"seed {seed}, model {loaded.name}, {resolved}")
+    if not results or not all(result.ok for result in results):
+        raise typer.Exit(1)
+
+
+def _error_reporter() -> Callable[[Result], None]:
+    """Print each failure on stderr as it happens; an input that fails for every domain (a corrupt
+    file) is reported once, not once per domain."""
+    seen: set[str] = set()
+
+    def report(result: Result) -> None:
+        if not result.ok and result.error not in seen:
+            seen.add(result.error or "")
+            report_error(result.error or f"{result.input}: failed")
+
+    return report
+
+
+def _print_summary(results: list[Result], setup: str) -> None:
+    """The end-of-run table on stdout: one row per output."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    def number(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    failed = sum(not r.ok for r in results)
+    table = Table(caption=f"{len(results) - failed} written, {failed} failed ({setup})")
+    table.add_column("input", overflow="fold")
+    table.add_column("domain")
+    table.add_column("output", overflow="fold")
+    table.add_column("audio s", justify="right")
+    table.add_column("wall s", justify="right")
+    table.add_column("RTF", justify="right")
+    table.add_column("status")
+    for r in results:
+        status = Text("ok", style="green") if r.ok else Text("failed", style="bold red")
+        table.add_row(
+            Text(r.input),
+            r.domain or "-",
+            Text(r.output or "-"),
+            number(r.seconds, 2),
+            number(r.wall_seconds, 2),
+            number(r.rtf, 2),
+            status,
+        )
+    Console().print(table)
 
 
 @app.command("translate")
 def translate_command(
-    source: Annotated[Path, typer.Argument(help="Audio file to translate.")],
-    to: Annotated[str, typer.Option("--to", help="Target domain (see `musictranslate models`).")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Audio files and folders (searched recursively for audio).")
+    ],
+    to: Annotated[
+        list[str],
+        typer.Option("--to", help="Target domain(s): --to piano,flute or --to piano --to flute."),
+    ],
     output: OutOption = None,
+    fmt: FormatOption = None,
     model: ModelOption = "default",
     models: ModelsOption = None,
-    temperature: TemperatureOption = 1.0,
+    device: DeviceOption = Device.auto,
+    threads: ThreadsOption = None,
     seed: SeedOption = 0,
+    temperature: TemperatureOption = 1.0,
     batch_size: BatchOption = 64,
+    match_loudness: LoudnessOption = True,
     force: ForceOption = False,
+    json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Translate an audio file into another instrument's domain."""
-    from ..audio import load_audio, save_audio
-    from ..generate import GenerationOptions
-    from ..registry import load_model
-    from ..translation import translate
+    """Translate audio files and folders into one or more instruments' domains.
+
+    Each input is encoded once, then decoded by every requested domain's decoder.
+
+    Outputs: <stem>_<domain>.<ext> next to the input, or under -o DIR mirroring the input tree.
+    """
+    from ..jobs import normalise_format, parse_domains, plan_translate
 
     with user_errors():
-        loaded = load_model(model, models)
-        loaded.check_domain(to)
-        target = output or _default_output(source, to)
-        _check_output(target, force)
-        audio = load_audio(source)
-        options = GenerationOptions(temperature=temperature, seed=seed, batch_size=batch_size)
-        with progress_bar(f"{source.name} -> {to}", quiet) as progress:
-            result = translate(audio, to, loaded, options, progress)
-        save_audio(target, result, force=force)
-    if not quiet:
-        typer.echo(f"wrote {target}", err=True)
+        domains = parse_domains(to)
+        plan = plan_translate(inputs, domains, output, normalise_format(fmt))
+    _run_and_report(
+        plan,
+        domains,
+        model=model,
+        models=models,
+        device=device.value,
+        threads=threads,
+        seed=seed,
+        temperature=temperature,
+        batch_size=batch_size,
+        force=force,
+        match_loudness=match_loudness,
+        json_output=json_output,
+        quiet=quiet,
+    )
 
 
 @app.command("blend")
 def blend_command(
     first: Annotated[Path, typer.Argument(help="Audio that starts the blend.")],
     second: Annotated[Path, typer.Argument(help="Audio the blend fades into.")],
-    domain: Annotated[str, typer.Option("--domain", "-d", help="Domain whose decoder renders the blend.")],
+    domain: Annotated[
+        list[str], typer.Option("--domain", "-d", help="Domain(s) whose decoder renders the blend.")
+    ],
     output: OutOption = None,
+    fmt: FormatOption = None,
     keep: Annotated[float, typer.Option(help="Seconds of the first input's latent kept as is.")] = 3.5,
     crossfade: Annotated[float, typer.Option(help="Seconds over which the latents are crossfaded.")] = 1.5,
     model: ModelOption = "default",
     models: ModelsOption = None,
-    temperature: TemperatureOption = 1.0,
+    device: DeviceOption = Device.auto,
+    threads: ThreadsOption = None,
     seed: SeedOption = 0,
+    temperature: TemperatureOption = 1.0,
     batch_size: BatchOption = 64,
+    match_loudness: LoudnessOption = True,
     force: ForceOption = False,
+    json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Blend two pieces in the shared latent space and render the blend in one domain."""
-    from ..audio import load_audio, save_audio
-    from ..generate import GenerationOptions
-    from ..registry import load_model
-    from ..translation import blend
+    """Blend two pieces in the shared latent space and render the blend in a domain.
 
-    if keep < 0 or crossfade < 0:
-        raise typer.BadParameter("--keep and --crossfade must be >= 0")
+    Outputs: <first>_<second>_<domain>.<ext> next to the first input, or in -o DIR.
+    """
+    from ..jobs import normalise_format, parse_domains, plan_blend
+
     with user_errors():
-        loaded = load_model(model, models)
-        loaded.check_domain(domain)
-        target = output or _default_output(first, f"{second.stem}_{domain}")
-        _check_output(target, force)
-        a, b = load_audio(first), load_audio(second)
-        options = GenerationOptions(temperature=temperature, seed=seed, batch_size=batch_size)
-        with progress_bar(f"blend -> {domain}", quiet) as progress:
-            result = blend(a, b, domain, loaded, keep, crossfade, options, progress)
-        save_audio(target, result, force=force)
-    if not quiet:
-        typer.echo(f"wrote {target}", err=True)
-
-
-def _check_output(target: Path, force: bool) -> None:
-    """Fail before any work when the output cannot be written, not after minutes of generation."""
-    from ..errors import OutputError
-
-    if target.exists() and not force:
-        raise OutputError(f"{target}: already exists; pass --force to overwrite")
-    if not target.parent.is_dir():
-        raise OutputError(f"{target.parent}: output folder does not exist; create it first")
+        domains = parse_domains(domain)
+        plan = plan_blend(first, second, domains, output, normalise_format(fmt), keep, crossfade)
+    _run_and_report(
+        plan,
+        domains,
+        model=model,
+        models=models,
+        device=device.value,
+        threads=threads,
+        seed=seed,
+        temperature=temperature,
+        batch_size=batch_size,
+        force=force,
+        match_loudness=match_loudness,
+        json_output=json_output,
+        quiet=quiet,
+    )

@@ -1,0 +1,479 @@
+"""Batch jobs behind ``translate`` and ``blend``: many inputs, several domains, one result each.
+
+Users hand a tool whole folders and expect every good file to be written even when some are bad,
+a non-zero exit when anything was not produced, and a record of what happened per file. So the
+work is split in three steps that the CLI calls in order:
+
+1. *plan*: expand files and folders (recursively, audio extensions only, sorted), name every
+   output, and reject argument combinations that cannot work (``UsageError``, exit 2) before any
+   model is loaded;
+2. *check*: the model has every requested domain (fails before any work, naming the known ones);
+3. *run*: each input is loaded and encoded **once**, then decoded by each requested decoder;
+   a failure is recorded against that input and the run goes on with the next one.
+
+Every output gets a ``Result`` with its timing and status; the CLI prints them as a table or
+JSON. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .audio import AUDIO_EXTENSIONS, check_audible, load_audio, save_audio
+from .config import SAMPLE_RATE
+from .errors import DomainError, MusicTranslateError
+from .generate import GenerationOptions, Progress
+from .loudness import match_loudness
+from .registry import Model
+from .translation import decode, encode, encode_blend
+
+DEFAULT_EXTENSION = ".wav"
+"""Output extension when the input's own format cannot be written (m4a, aac, opus...)."""
+
+RECOVERABLE = (MusicTranslateError, OSError, MemoryError)
+"""Failures that belong to one input or output; anything else is a bug and stops the run."""
+
+
+class UsageError(MusicTranslateError):
+    """Arguments that cannot work together (``-o FILE`` with several outputs, a bad format)."""
+
+    exit_code = 2
+
+
+# --------------------------------------------------------------------------------------------
+# runtime: device, threads, seeds
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` only when torch sees a CUDA device, else ``cpu``; never assumes cuda."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MusicTranslateError("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: choose auto, cpu or cuda")
+    return name
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch, so any randomness outside the sampler is reproducible too.
+
+    The sampler itself is seeded again for every output (``GenerationOptions.seed``), so a file's
+    translation does not depend on which other files were translated before it in the same run.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_runtime(device: str, threads: int | None, seed: int) -> str:
+    """Apply ``--threads`` and ``--seed`` and return the resolved device."""
+    resolved = resolve_device(device)
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads {threads}: give at least 1")
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    return resolved
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Result:
+    """What happened to one output: where it went, how long it took, and why it failed if it did.
+
+    ``rtf`` is the real-time factor, wall seconds per second of audio: below 1 is faster than
+    real time. The time spent loading and encoding an input is shared evenly among its outputs.
+    """
+
+    input: str
+    output: str | None
+    domain: str | None
+    seed: int
+    seconds: float | None = None
+    wall_seconds: float = 0.0
+    status: str = "ok"
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def rtf(self) -> float | None:
+        if not self.seconds:
+            return None
+        return self.wall_seconds / self.seconds
+
+    def to_dict(self) -> dict:
+        """The JSON record: ``input, output, domain, seconds, wall_seconds, rtf, status, error, seed``."""
+        rtf = self.rtf
+        return {
+            "input": self.input,
+            "output": self.output,
+            "domain": self.domain,
+            "seconds": None if self.seconds is None else round(self.seconds, 4),
+            "wall_seconds": round(self.wall_seconds, 4),
+            "rtf": None if rtf is None else round(rtf, 4),
+            "status": self.status,
+            "error": self.error,
+            "seed": self.seed,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# plan: inputs -> tasks (one encoding each) -> targets (one decoding each)
+
+
+@dataclass
+class Encoded:
+    """An input's latent, the length to decode, and the audio whose loudness the output matches."""
+
+    latent: torch.Tensor
+    length: int
+    reference: np.ndarray
+
+
+@dataclass
+class Target:
+    """One output: a domain and a path, or the reason it cannot be written (found while planning)."""
+
+    domain: str | None
+    output: Path | None
+    error: str | None = None
+
+
+@dataclass
+class Task:
+    """One latent to compute and every output decoded from it."""
+
+    label: str
+    inputs: tuple[Path, ...]
+    targets: list[Target] = field(default_factory=list)
+    encode: Callable[[Model], Encoded] | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """An audio file and its path below the folder it was found in (its own name for a file)."""
+
+    path: Path
+    relative: Path
+
+
+def parse_domains(values: Iterable[str]) -> list[str]:
+    """``--to piano,flute --to organ`` -> ``["piano", "flute", "organ"]``, duplicates dropped."""
+    domains: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if name and name not in domains:
+                domains.append(name)
+    if not domains:
+        raise UsageError("no domain given; name at least one, e.g. --to piano")
+    return domains
+
+
+def check_domains(model: Model, domains: Sequence[str]) -> None:
+    """Fail before any work when the model lacks any requested domain, listing the known ones."""
+    unknown = [d for d in domains if d not in model.domains]
+    if unknown:
+        names = ", ".join(repr(d) for d in unknown)
+        known = ", ".join(model.domains) or "none"
+        plural = "s" if len(unknown) > 1 else ""
+        raise DomainError(f"unknown domain{plural} {names} for model {model.name!r}; known: {known}")
+
+
+def writable_extension(extension: str) -> bool:
+    """Whether soundfile can write a file with this extension (wav, flac, ogg, mp3, aiff...)."""
+    return extension.lstrip(".").upper() in sf.available_formats()
+
+
+def normalise_format(fmt: str | None) -> str | None:
+    """``--format flac`` or ``.FLAC`` -> ``.flac``; an unwritable format is a usage error."""
+    if fmt is None:
+        return None
+    extension = "." + fmt.strip().lstrip(".").lower()
+    if not writable_extension(extension):
+        raise UsageError(f"--format {fmt}: cannot write that; use e.g. wav, flac, ogg or mp3")
+    return extension
+
+
+def output_is_file(output: Path) -> bool:
+    """``-o`` names a file when it has an extension and is not an existing folder."""
+    return bool(output.suffix) and not output.is_dir()
+
+
+def _output_extension(source: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    suffix = source.suffix.lower()
+    return suffix if writable_extension(suffix) else DEFAULT_EXTENSION
+
+
+def _is_hidden(relative: Path) -> bool:
+    """Dot-files and dot-folders (``.git``, macOS ``._x.wav``, our own ``.x.wav.part``) are skipped."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _scan_folder(folder: Path, skip: Path | None) -> list[Source]:
+    """Audio files below ``folder`` in a stable order (sorted by path), ``skip``'s subtree left out."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # never walk into .git and the like
+        for name in files:
+            path = Path(root) / name
+            relative = path.relative_to(folder)
+            if path.suffix.lower() not in AUDIO_EXTENSIONS or _is_hidden(relative):
+                continue
+            if skip is not None and path.resolve().is_relative_to(skip):
+                continue
+            found.append(Source(path, relative))
+    return sorted(found, key=lambda s: s.relative.parts)
+
+
+def _no_audio_message(folder: Path) -> str:
+    return f"{folder}: no audio files in this folder or below (looked for {', '.join(AUDIO_EXTENSIONS)})"
+
+
+def _single_file_output(output: Path | None, several: bool, why: str) -> bool:
+    """Whether ``-o`` names a file; a file for ``several`` outputs, or in a format soundfile cannot
+    write, is a usage error."""
+    if output is None or not output_is_file(output):
+        return False
+    if several:
+        raise UsageError(f"-o {output} names one file, but {why}; give a folder instead (-o DIR)")
+    if not writable_extension(output.suffix):
+        raise UsageError(f"-o {output}: cannot write {output.suffix} files; use e.g. .wav, .flac or .ogg")
+    return True
+
+
+def _mark_duplicates(tasks: list[Task]) -> None:
+    """Two inputs that would write the same output (``a/x.wav`` and ``b/x.wav`` into one ``-o``
+    folder): the later one fails instead of silently overwriting the earlier one's result."""
+    owners: dict[Path, str] = {}
+    for task in tasks:
+        for target in task.targets:
+            if target.output is None or target.error:
+                continue
+            key = target.output.resolve()
+            if key in owners:
+                target.error = f"{target.output}: also the output of {owners[key]}; use separate -o folders"
+            else:
+                owners[key] = task.label
+
+
+def _encode_file(path: Path, model: Model) -> Encoded:
+    audio = load_audio(path)
+    check_audible(audio, str(path), model.config.pool)
+    return Encoded(encode(model, audio), len(audio), audio)
+
+
+def _encode_pair(first: Path, second: Path, keep: float, crossfade: float, model: Model) -> Encoded:
+    a, b = load_audio(first), load_audio(second)
+    for path, audio in ((first, a), (second, b)):
+        check_audible(audio, str(path), model.config.pool)
+    latent = encode_blend(model, a, b, keep, crossfade)
+    return Encoded(latent, latent.shape[1] * model.config.pool, np.concatenate([a, b]))
+
+
+def plan_translate(
+    inputs: Sequence[Path], domains: Sequence[str], output: Path | None = None, fmt: str | None = None
+) -> list[Task]:
+    """One task per audio file found, each with one target per domain.
+
+    Outputs are ``<stem>_<domain>.<ext>`` next to the input, or under ``output`` mirroring the
+    tree below each folder given; ``output`` may name a file only for one file and one domain.
+    A folder without audio becomes a task that fails with a message naming it.
+    """
+    several = len(inputs) * len(domains) > 1 or any(p.is_dir() for p in inputs)
+    single = _single_file_output(output, several, "several inputs or domains (or a folder) were given")
+    skip = output.resolve() if output is not None and not single else None
+    tasks: list[Task] = []
+    seen: set[Path] = set()
+    for given in inputs:
+        if given.is_dir():
+            sources = _scan_folder(given, skip)
+            if not sources:
+                tasks.append(Task(str(given), (given,), [Target(None, None, _no_audio_message(given))]))
+        else:
+            sources = [Source(given, Path(given.name))]
+        for source in sources:
+            key = source.path.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            extension = _output_extension(source.path, fmt)
+            targets = []
+            for domain in domains:
+                name = f"{source.path.stem}_{domain}{extension}"
+                if single:
+                    path = output
+                elif output is None:
+                    path = source.path.with_name(name)
+                else:
+                    path = output / source.relative.with_name(name)
+                targets.append(Target(domain, path))
+            tasks.append(Task(str(source.path), (source.path,), targets, partial(_encode_file, source.path)))
+    _mark_duplicates(tasks)
+    return tasks
+
+
+def plan_blend(
+    first: Path,
+    second: Path,
+    domains: Sequence[str],
+    output: Path | None = None,
+    fmt: str | None = None,
+    keep: float = 3.5,
+    crossfade: float = 1.5,
+) -> list[Task]:
+    """One task (the blended latent) with a target per domain, named ``<a>_<b>_<domain>.<ext>``
+    next to the first input or in the ``output`` folder."""
+    if keep < 0 or crossfade < 0:
+        raise UsageError("--keep and --crossfade must be >= 0 seconds")
+    single = _single_file_output(output, len(domains) > 1, "several domains were given")
+    extension = _output_extension(first, fmt)
+    targets = []
+    for domain in domains:
+        name = f"{first.stem}_{second.stem}_{domain}{extension}"
+        path = output if single else (output or first.parent) / name
+        targets.append(Target(domain, path))
+    encoder = partial(_encode_pair, first, second, keep, crossfade)
+    return [Task(f"{first} + {second}", (first, second), targets, encoder)]
+
+
+# --------------------------------------------------------------------------------------------
+# run
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How outputs are produced and written, beyond the generator's own options."""
+
+    generation: GenerationOptions = GenerationOptions()
+    force: bool = False
+    match_loudness: bool = True
+
+
+ProgressFactory = Callable[[str], AbstractContextManager[Progress | None]]
+
+
+def _prepare_output(target: Target, inputs: tuple[Path, ...], force: bool) -> str | None:
+    """Check the output before any work: not an input, not existing (unless ``force``), folder made.
+
+    Catching these before generation means a user never waits minutes to learn that the output
+    was in the way.
+    """
+    path = target.output
+    assert path is not None
+    if any(path.resolve() == source.resolve() for source in inputs):
+        return f"{path}: is the input itself; choose another output name"
+    if path.exists() and not force:
+        return f"{path}: already exists; pass --force to overwrite"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{path.parent}: cannot create the output folder ({exc.strerror or exc})"
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory; try a shorter file or a smaller --batch-size"
+    if isinstance(exc, OSError) and not isinstance(exc, MusicTranslateError):
+        return f"{exc.filename or 'file'}: {exc.strerror or exc}"
+    return str(exc)
+
+
+def run(
+    model: Model,
+    tasks: Sequence[Task],
+    options: RunOptions = RunOptions(),
+    progress: ProgressFactory | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Encode each task once, decode it for each target, write the outputs; one ``Result`` each.
+
+    A failing input or output is recorded (and passed to ``on_result`` at once, so a long run
+    reports problems as they happen) and the run continues; only bugs propagate.
+    """
+    results: list[Result] = []
+
+    def record(result: Result) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    for task in tasks:
+        _run_task(model, task, options, progress, record)
+    return results
+
+
+def _run_task(
+    model: Model,
+    task: Task,
+    options: RunOptions,
+    progress: ProgressFactory | None,
+    record: Callable[[Result], None],
+) -> None:
+    seed = options.generation.seed
+
+    def failed(target: Target, error: str, seconds: float | None = None, wall: float = 0.0) -> None:
+        output = None if target.output is None else str(target.output)
+        record(Result(task.label, output, target.domain, seed, seconds, wall, "failed", error))
+
+    missing = next((p for p in task.inputs if not p.exists()), None)
+    ready = []
+    for target in task.targets:
+        if target.error is None and missing is not None:
+            target.error = f"{missing}: no such file"
+        error = target.error or _prepare_output(target, task.inputs, options.force)
+        if error:
+            failed(target, error)
+        else:
+            ready.append(target)
+    if not ready or task.encode is None:
+        return
+
+    started = time.perf_counter()
+    try:
+        encoded = task.encode(model)
+    except RECOVERABLE as exc:
+        share = (time.perf_counter() - started) / len(ready)
+        for target in ready:
+            failed(target, _describe(exc), wall=share)
+        return
+    share = (time.perf_counter() - started) / len(ready)
+    seconds = encoded.length / SAMPLE_RATE
+
+    for target in ready:
+        started = time.perf_counter()
+        bar = progress(f"{task.label} -> {target.domain}") if progress else nullcontext()
+        try:
+            with bar as update:
+                audio = decode(
+                    model, encoded.latent, target.domain, encoded.length, options.generation, update
+                )
+            if options.match_loudness:
+                audio = match_loudness(audio, encoded.reference)
+            save_audio(target.output, audio, force=options.force)
+        except RECOVERABLE as exc:
+            failed(target, _describe(exc), seconds, share + time.perf_counter() - started)
+        else:
+            wall = share + time.perf_counter() - started
+            record(Result(task.label, str(target.output), target.domain, seed, seconds, wall))
