@@ -1,0 +1,593 @@
+"""``evaluate report``: every metric over a parallel test set, as PNG plots, HTML and JSON.
+
+The test set is a folder with one subfolder per domain holding the same pieces rendered on each
+instrument (``TESTDIR/<domain>/<piece>.flac``, what the data recipe writes for its test split).
+For each chosen piece, source domain and target domain, the source clip is translated with the
+model and four *systems* are scored the same way, so every model number has its baselines beside
+it (design.md, "Evaluation: which number means what"):
+
+* ``model`` - the translation;
+* ``identity`` - the input copied through (the floor: what doing nothing scores);
+* ``reference`` - the real target rendering (the pitch and domain-check ceiling; its distance to
+  itself is 0 and not shown);
+* ``ceiling`` - the same piece rendered with another soundfont (``--ceiling DIR``, optional): what
+  a perfect translation that is not sample-identical scores.
+
+Per system: pitch measures against the source (:mod:`.pitch`), measures against the reference
+(:mod:`.reference`; onset F only for piano/harpsichord targets) and whether the domain classifier
+(:mod:`.classifier`, when the model folder has one) names the target. Clips are kept short
+(``seconds``, 10 by default) because pyin costs ~0.1-0.2 s per second of audio.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import GenerationOptions, __version__, load_audio, save_audio, translate
+from ..config import SAMPLE_RATE
+from ..errors import MusicTranslateError, OutputError
+from . import EvaluationError, plots
+from .classifier import DomainClassifier, load_classifier
+from .files import parallel_pieces
+from .pitch import Contour, compare, pitch_contour
+from .reference import ONSET_DOMAINS, score_reference
+
+if TYPE_CHECKING:
+    from ..registry import Model
+
+SYSTEMS = ("model", "identity", "reference", "ceiling")
+
+METRICS: tuple[tuple[str, str, str], ...] = (
+    ("ncc", "pitch NCC (paper; blind to transposition)", "higher"),
+    ("dtw_ncc", "DTW + correlation (paper)", "higher"),
+    ("raw_pitch_accuracy", "raw pitch accuracy (50 cents)", "higher"),
+    ("dtw_cents_error", "DTW pitch error, cents", "lower"),
+    ("chroma_similarity", "chroma similarity to reference", "higher"),
+    ("log_mel_distance", "log-mel distance to reference, dB", "lower"),
+    ("stft_distance", "multi-resolution STFT distance", "lower"),
+    ("onset_f", "onset F (piano, harpsichord)", "higher"),
+    ("domain_accuracy", "recognised as target (classifier)", "higher"),
+)
+"""Every number in the summary: key, label, and which direction is better."""
+
+PLOTTED = (
+    ("raw_pitch_accuracy", "raw pitch accuracy"),
+    ("ncc", "pitch NCC"),
+    ("chroma_similarity", "chroma similarity"),
+    ("log_mel_distance", "log-mel distance (dB)"),
+    ("domain_accuracy", "recognised as target"),
+)
+
+SOUNDING_DB = 40.0
+"""A piece's clip starts at its first sample within this many dB of its peak (skips lead-in)."""
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What the report covers. ``sources``/``targets`` default to every domain that can be one."""
+
+    seconds: float = 10.0
+    pieces: int = 3
+    sources: Sequence[str] | None = None
+    targets: Sequence[str] | None = None
+    ceiling: Path | None = None
+    embedding: bool = True
+    embedding_instruments: Sequence[str] | None = None
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    force: bool = False
+
+
+@dataclass
+class _Piece:
+    """One piece's clips (cropped identically in every domain) and their cached pitch contours."""
+
+    name: str
+    slug: str
+    clips: dict[str, np.ndarray]
+    ceiling: dict[str, np.ndarray]
+    contours: dict[str, Contour] = field(default_factory=dict)
+
+    def contour(self, key: str, audio: np.ndarray) -> Contour:
+        if key not in self.contours:
+            self.contours[key] = pitch_contour(audio)
+        return self.contours[key]
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON: numpy scalars to Python, NaN and infinities to null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "piece"
+
+
+def _start_sample(clips: Sequence[np.ndarray]) -> int:
+    """The earliest sounding sample over a piece's renders (they are sample-aligned)."""
+    starts = []
+    for audio in clips:
+        peak = float(np.max(np.abs(audio), initial=0.0))
+        loud = np.flatnonzero(np.abs(audio) >= peak * 10 ** (-SOUNDING_DB / 20))
+        if len(loud):
+            starts.append(int(loud[0]))
+    return min(starts, default=0)
+
+
+def _plan(
+    model: Model, pieces: dict[str, dict[str, Path]], options: ReportOptions
+) -> tuple[list[str], list[str], list[str]]:
+    """Check the requested domains and pick sources, targets and pieces."""
+    in_data = sorted({d for files in pieces.values() for d in files})
+    sources = list(options.sources or in_data)
+    targets = list(options.targets or [d for d in model.domains if d in in_data])
+    for domain in targets:
+        model.check_domain(domain)
+    for domain in {*sources, *targets} - set(in_data):
+        raise EvaluationError(f"no test audio for domain {domain!r}; the data has {', '.join(in_data)}")
+    if not targets:
+        raise EvaluationError(
+            f"none of the model's domains ({', '.join(model.domains)}) has test audio "
+            f"(the data has {', '.join(in_data)})"
+        )
+    eligible = [
+        name
+        for name, files in pieces.items()
+        if any(s in files and t in files and s != t for s in sources for t in targets)
+    ]
+    if not eligible:
+        raise EvaluationError("no piece is rendered in both a source and a target domain")
+    # evenly spaced through the sorted names, so a few pieces span the collections (chorales, folk)
+    picks = np.linspace(0, len(eligible) - 1, min(options.pieces, len(eligible))).round().astype(int)
+    return sources, targets, [eligible[i] for i in sorted(set(picks.tolist()))]
+
+
+def _load_piece(
+    index: int,
+    name: str,
+    files: dict[str, Path],
+    other: dict[str, Path],
+    domains: set[str],
+    seconds: float,
+) -> _Piece:
+    """Load and crop a piece's renders (and its other-soundfont renders) at one common offset."""
+    full = {d: load_audio(path) for d, path in files.items() if d in domains}
+    ceiling = {d: load_audio(path) for d, path in other.items() if d in domains}
+    start = _start_sample(list(full.values()))
+    stop = start + int(seconds * SAMPLE_RATE)
+    return _Piece(
+        name,
+        f"{index:03d}_{_slug(name)}",
+        {d: a[start:stop] for d, a in full.items()},
+        {d: a[start:stop] for d, a in ceiling.items()},
+    )
+
+
+def _score_system(
+    piece: _Piece,
+    source: str,
+    target: str,
+    contour_key: str,
+    audio: np.ndarray,
+    against_reference: bool,
+    classifier: DomainClassifier | None,
+) -> dict:
+    """Pitch vs the source, measures vs the reference, and the classifier's verdict, flattened."""
+    scores: dict[str, Any] = {}
+    try:
+        pitch = compare(piece.contour(source, piece.clips[source]), piece.contour(contour_key, audio))
+        scores.update(pitch.to_dict())
+    except EvaluationError as exc:
+        scores["pitch_note"] = str(exc)
+    if against_reference:
+        reference = score_reference(audio, piece.clips[target], with_onsets=target in ONSET_DOMAINS)
+        scores.update(reference.to_dict())
+    if classifier is not None and target in classifier.domains:
+        scores["predicted_domain"] = classifier.predict(audio)
+        scores["domain_accuracy"] = float(scores["predicted_domain"] == target)
+    return scores
+
+
+class _Writer:
+    """Writes a report's clips and plots under ``out`` and returns their relative paths; a clip
+    used by several pairs (an input, a reference) is written once."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.written: set[str] = set()
+
+    def audio(self, piece: _Piece, label: str, audio: np.ndarray) -> str:
+        relative = f"audio/{piece.slug}/{label}.wav"
+        if relative not in self.written:
+            (self.out / relative).parent.mkdir(parents=True, exist_ok=True)
+            save_audio(self.out / relative, audio, force=True)
+            self.written.add(relative)
+        return relative
+
+    def plot(self, draw: Callable[..., Path], what: Any, name: str, **kwargs: Any) -> str:
+        return "plots/" + draw(what, self.out / "plots" / name, **kwargs).name
+
+
+def _score_pair(
+    model: Model,
+    piece: _Piece,
+    source: str,
+    target: str,
+    options: ReportOptions,
+    classifier: DomainClassifier | None,
+    writer: _Writer,
+) -> dict:
+    """Translate one clip, score every system, write its clips and plots: one ``pairs`` entry."""
+    clip, reference = piece.clips[source], piece.clips[target]
+    output = translate(clip, target, model, options.generation)
+    systems = {  # name -> (audio, pitch-contour cache key, scored against the reference?)
+        "model": (output, f"{source}>{target}", True),
+        "identity": (clip, source, True),
+        "reference": (reference, target, False),
+    }
+    if target in piece.ceiling:
+        systems["ceiling"] = (piece.ceiling[target], f"ceiling:{target}", True)
+    scores = {
+        name: _score_system(piece, source, target, key, audio, vs_reference, classifier)
+        for name, (audio, key, vs_reference) in systems.items()
+    }
+    audio_paths = {
+        "input": writer.audio(piece, source, clip),
+        "model": writer.audio(piece, f"{source}_to_{target}", output),
+        "reference": writer.audio(piece, target, reference),
+    }
+    if "ceiling" in systems:
+        audio_paths["ceiling"] = writer.audio(piece, f"ceiling_{target}", piece.ceiling[target])
+    stem = f"{piece.slug}_{source}_to_{target}"
+    labels = (f"input ({source})", f"translation ({target})", f"reference ({target})")
+    keys = (source, f"{source}>{target}", target)
+    return {
+        "piece": piece.name,
+        "source": source,
+        "target": target,
+        "seconds": len(clip) / SAMPLE_RATE,
+        "audio": audio_paths,
+        "plots": {
+            "spectrograms": writer.plot(
+                plots.spectrograms,
+                dict(zip(labels, (clip, output, reference), strict=True)),
+                f"{stem}_spec.png",
+            ),
+            "contours": writer.plot(
+                plots.contours,
+                {
+                    label: piece.contours[key]
+                    for label, key in zip(labels, keys, strict=True)
+                    if key in piece.contours
+                },
+                f"{stem}_pitch.png",
+            ),
+        },
+        "scores": scores,
+    }
+
+
+def _summarise(pairs: list[dict]) -> dict:
+    """``summary[system][target][metric]`` = mean over pairs (``None`` where no pair had it), plus
+    ``n`` pairs, and the same over all targets under ``"all"``."""
+    summary: dict[str, dict[str, dict[str, float | None]]] = {}
+    for system in SYSTEMS:
+        groups: dict[str, list[dict]] = {}
+        for pair in pairs:
+            if system in pair.get("scores", {}):
+                groups.setdefault(pair["target"], []).append(pair["scores"][system])
+                groups.setdefault("all", []).append(pair["scores"][system])
+        if not groups:
+            continue
+        summary[system] = {}
+        for target, rows in groups.items():
+            means: dict[str, float | None] = {"n": len(rows)}
+            for metric, _, _ in METRICS:
+                values = [r[metric] for r in rows if r.get(metric) is not None]
+                means[metric] = float(np.mean(values)) if values else None
+            summary[system][target] = means
+    return summary
+
+
+def build_report(
+    model: Model,
+    data: str | Path,
+    out: str | Path,
+    options: ReportOptions = ReportOptions(),
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Score the model on the parallel test set ``data`` and write ``out/index.html``,
+    ``out/report.json``, ``out/plots/*.png`` and ``out/audio/*.wav``. Returns the JSON document.
+
+    A pair that fails (a silent clip, say) is recorded under ``failures`` and the rest go on.
+    """
+    data, out = Path(data), Path(out)
+    if (out / "index.html").exists() and not options.force:
+        raise OutputError(f"{out / 'index.html'}: already exists; pass --force to overwrite")
+    pieces = parallel_pieces(data)
+    sources, targets, chosen = _plan(model, pieces, options)
+    try:
+        for sub in ("plots", "audio"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from None
+    try:
+        classifier: DomainClassifier | None = load_classifier(model.path)
+        classifier_note = None
+    except MusicTranslateError as exc:
+        classifier, classifier_note = None, str(exc)
+
+    jobs = [
+        (name, s, t)
+        for name in chosen
+        for s in sources
+        for t in targets
+        if s != t and s in pieces[name] and t in pieces[name]
+    ]
+    other = parallel_pieces(options.ceiling) if options.ceiling is not None else {}
+    total = len(jobs) + int(options.embedding)
+    pairs: list[dict] = []
+    failures: list[dict] = []
+    loaded: dict[str, _Piece] = {}
+    writer = _Writer(out)
+    for done, (name, source, target) in enumerate(jobs):
+        try:
+            if name not in loaded:
+                loaded[name] = _load_piece(
+                    len(loaded),
+                    name,
+                    pieces[name],
+                    other.get(name, {}),
+                    {*sources, *targets},
+                    options.seconds,
+                )
+            pairs.append(_score_pair(model, loaded[name], source, target, options, classifier, writer))
+        except MusicTranslateError as exc:
+            failures.append({"piece": name, "source": source, "target": target, "error": str(exc)})
+        if progress is not None:
+            progress(done + 1, total)
+
+    summary = _summarise(pairs)
+    summary_plot = None
+    if pairs:
+        per_target = {s: {t: v for t, v in rows.items() if t != "all"} for s, rows in summary.items()}
+        summary_plot = writer.plot(plots.domain_scores, per_target, "domain_scores.png", metrics=PLOTTED)
+
+    embedding = _embedding_section(model, writer, options)
+    if progress is not None:
+        progress(total, total)
+
+    document = _json_safe(
+        {
+            "musictranslate": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": {"name": model.name, "path": str(model.path), "domains": model.domains},
+            "data": str(data),
+            "ceiling_data": str(options.ceiling) if options.ceiling else None,
+            "settings": {
+                "seconds": options.seconds,
+                "pieces": chosen,
+                "sources": sources,
+                "targets": targets,
+                "temperature": options.generation.temperature,
+                "seed": options.generation.seed,
+            },
+            "metrics": [{"key": k, "label": label, "better": b} for k, label, b in METRICS],
+            "classifier": (
+                {"domains": classifier.domains, "training": classifier.meta.get("training", {})}
+                if classifier
+                else {"note": classifier_note}
+            ),
+            "summary": summary,
+            "summary_plot": summary_plot,
+            "pairs": pairs,
+            "failures": failures,
+            "embedding": embedding,
+        }
+    )
+    (out / "report.json").write_text(json.dumps(document, indent=2) + "\n")
+    (out / "index.html").write_text(render_html(document))
+    return document
+
+
+def _embedding_section(model: Model, writer: _Writer, options: ReportOptions) -> dict:
+    """Run the embedding study into the report, or say why it was skipped."""
+    if not options.embedding:
+        return {"skipped": "not requested"}
+    from .embedding import embedding_study
+
+    try:
+        study = embedding_study(model, options.embedding_instruments)
+    except MusicTranslateError as exc:
+        return {"skipped": str(exc)}
+    return {
+        **study.summary(),
+        "plots": {
+            "raw": writer.plot(plots.similarity_grid, study, "embedding_raw.png"),
+            "centred": writer.plot(plots.similarity_grid, study, "embedding_centred.png", centred=True),
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.players { display: flex; gap: 1.5em; flex-wrap: wrap; }
+.players figure { margin: 0; }
+img { max-width: 100%; }
+section.pair { border-top: 1px solid #ddd; margin-top: 2em; }
+#media-status { padding: 0.4em; background: #eef; }
+.bad { background: #fdd !important; }
+"""
+
+_MEDIA_CHECK = """
+window.addEventListener("load", () => {
+  const status = document.getElementById("media-status");
+  const images = Array.from(document.images);
+  const brokenImages = images.filter((img) => !img.complete || img.naturalWidth === 0).length;
+  const players = Array.from(document.querySelectorAll("audio"));
+  const waits = players.map((a) => a.readyState >= 1 ? Promise.resolve(true) : new Promise((done) => {
+    a.addEventListener("loadedmetadata", () => done(true), { once: true });
+    a.addEventListener("error", () => done(false), { once: true });
+  }));
+  Promise.all(waits).then((ok) => {
+    const brokenAudio = ok.filter((x) => !x).length;
+    status.dataset.images = images.length;
+    status.dataset.brokenImages = brokenImages;
+    status.dataset.audio = players.length;
+    status.dataset.brokenAudio = brokenAudio;
+    status.dataset.checked = "true";
+    status.textContent = brokenImages + brokenAudio === 0
+      ? `All ${images.length} plots and ${players.length} audio clips loaded.`
+      : `${brokenImages} of ${images.length} plots and ${brokenAudio} of ${players.length} clips ` +
+        "failed to load: keep index.html, plots/ and audio/ together.";
+    if (brokenImages + brokenAudio) status.classList.add("bad");
+  });
+});
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return html.escape(str(value))
+
+
+def _table(rows: list[tuple[str, dict]], metrics: Sequence[tuple[str, str, str]]) -> str:
+    head = "".join(
+        f"<th title='{html.escape(b)} is better'>{html.escape(label)}</th>" for _, label, b in metrics
+    )
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{_fmt(scores.get(k))}</td>" for k, _, _ in metrics)
+        + "</tr>"
+        for name, scores in rows
+    )
+    return f"<table><tr><th></th>{head}</tr>{body}</table>"
+
+
+def _player(label: str, src: str) -> str:
+    return (
+        f"<figure><figcaption>{html.escape(label)}</figcaption>"
+        f"<audio controls preload='metadata' src='{html.escape(src)}'></audio></figure>"
+    )
+
+
+def render_html(document: dict) -> str:
+    """The report page: summary table and plot, embedding study, then every example with players
+    for input, translation and reference side by side. All links are relative to ``out``."""
+    esc = html.escape
+    model, settings = document["model"], document["settings"]
+    metrics = [(m["key"], m["label"], m["better"]) for m in document["metrics"]]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>musictranslate report: {esc(model['name'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Translation report: model {esc(model['name'])}</h1>",
+        "<p id='media-status'>Checking that plots and audio load…</p>",
+        f"<p>Test data <code>{esc(document['data'])}</code>; {len(settings['pieces'])} piece(s), "
+        f"{esc(str(settings['seconds']))} s clips; sources {esc(', '.join(settings['sources']))}; "
+        f"targets {esc(', '.join(settings['targets']))}; temperature {settings['temperature']}, "
+        f"seed {settings['seed']}. Created {esc(document['created'])} by musictranslate "
+        f"{esc(document['musictranslate'])}; every number is in <a href='report.json'>report.json</a>.</p>",
+        "<p>How to read it: the paper's pitch NCC is zero-mean and cannot see a transposition, so read "
+        "raw pitch accuracy and the DTW error in cents beside it. Chroma similarity and pitch say whether "
+        "the notes survived; log-mel / STFT distance and the classifier say whether it sounds like the "
+        "target. Baselines: <b>identity</b> is the input copied through (doing nothing), <b>reference</b> "
+        "the real target rendering, <b>ceiling</b> the target rendered with another soundfont. Onset F "
+        "is shown only for piano and harpsichord targets.</p>",
+        "<h2>Summary by target domain</h2>",
+    ]
+    summary = document["summary"]
+    targets = sorted({t for rows in summary.values() for t in rows if t != "all"}) + ["all"]
+    for target in targets:
+        rows = [(system, summary[system][target]) for system in SYSTEMS if target in summary.get(system, {})]
+        if rows:
+            n = int(rows[0][1].get("n") or 0)
+            parts.append(f"<h3>{esc(target)} ({n} translation{'s' if n != 1 else ''})</h3>")
+            parts.append(_table(rows, metrics))
+    if document["summary_plot"]:
+        parts.append(f"<img src='{esc(document['summary_plot'])}' alt='scores by target domain'>")
+    classifier = document["classifier"]
+    parts.append("<h2>Domain classifier</h2>")
+    if "domains" in classifier:
+        training = classifier["training"]
+        parts.append(
+            f"<p>Domains {esc(', '.join(classifier['domains']))}; trained on "
+            f"{esc(', '.join(training.get('data', [])))}; "
+            f"train accuracy {_fmt(training.get('train_accuracy'))}, "
+            f"held-out accuracy {_fmt(training.get('val_accuracy'))}.</p>"
+        )
+    else:
+        parts.append(f"<p>Not available: {esc(str(classifier.get('note')))}</p>")
+    parts.append(_embedding_html(document["embedding"]))
+    if document["failures"]:
+        parts.append("<h2>Failures</h2><ul>")
+        parts += [
+            f"<li>{esc(f['piece'])}: {esc(f['source'])} → {esc(f['target'])}: {esc(f['error'])}</li>"
+            for f in document["failures"]
+        ]
+        parts.append("</ul>")
+    parts.append("<h2>Examples</h2>")
+    for pair in document["pairs"]:
+        audio = pair["audio"]
+        players = [
+            _player(f"input ({pair['source']})", audio["input"]),
+            _player(f"translation ({pair['target']})", audio["model"]),
+            _player(f"reference ({pair['target']})", audio["reference"]),
+        ]
+        if "ceiling" in audio:
+            players.append(_player("other soundfont (ceiling)", audio["ceiling"]))
+        parts += [
+            "<section class='pair'>",
+            f"<h3>{esc(pair['piece'])}: {esc(pair['source'])} → {esc(pair['target'])}</h3>",
+            f"<div class='players'>{''.join(players)}</div>",
+            _table(list(pair["scores"].items()), metrics),
+            f"<img src='{esc(pair['plots']['spectrograms'])}' alt='log-mel spectrograms'>",
+            f"<img src='{esc(pair['plots']['contours'])}' alt='pitch contours'>",
+            "</section>",
+        ]
+    parts.append(f"<script>{_MEDIA_CHECK}</script></body></html>\n")
+    return "\n".join(parts)
+
+
+def _embedding_html(embedding: dict) -> str:
+    esc = html.escape
+    if "skipped" in embedding:
+        return f"<h2>Embedding study</h2><p>Skipped: {esc(embedding['skipped'])}</p>"
+    raw, centred = embedding["raw"], embedding["centred"]
+    return (
+        "<h2>Embedding study (NSynth-style single notes)</h2>"
+        f"<p>Instruments {esc(', '.join(embedding['instruments']))}; MIDI pitches "
+        f"{embedding['pitches'][0]}–{embedding['pitches'][-1]}. Mean cosine similarity of the same note on "
+        f"two instruments (the paper reports 0.90–0.95): <b>{_fmt(raw['cross_diagonal_mean'])}</b>, against "
+        f"{_fmt(raw['cross_off_diagonal_mean'])} for different notes; after removing the shared mean: "
+        f"{_fmt(centred['cross_diagonal_mean'])} against {_fmt(centred['cross_off_diagonal_mean'])}.</p>"
+        f"<img src='{esc(embedding['plots']['raw'])}' alt='note embedding similarity, raw'>"
+        f"<img src='{esc(embedding['plots']['centred'])}' alt='note embedding similarity, centred'>"
+    )
