@@ -184,7 +184,15 @@ def test_two_gloo_processes_with_torchrun(dataset: Path, tmp_path: Path) -> None
         "cpu",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    try:
+        _, stderr = proc.communicate(timeout=180)
+    finally:  # never leave ranks behind, even when one hangs
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["training"]["world_size"] == 2 and manifest["training"]["steps"] == 4
