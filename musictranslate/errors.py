@@ -27,3 +27,20 @@ class DomainError(MusicTranslateError):
 
 class OutputError(MusicTranslateError):
     """An output that cannot be written or would overwrite something."""
+
+
+class UsageError(MusicTranslateError):
+    """Arguments that cannot work (together): a bad option value, ``-o FILE`` with several outputs.
+
+    Exit status 2, like argument-parsing errors, so scripts can tell "you called it wrong" from
+    "this input or output failed".
+    """
+
+    exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none): library errors that
+    span lines (libsndfile, safetensors, torch) must fit a one-line report."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

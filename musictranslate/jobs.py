@@ -32,7 +32,7 @@ import torch
 
 from .audio import AUDIO_EXTENSIONS, check_audible, load_audio, save_audio
 from .config import SAMPLE_RATE
-from .errors import DomainError, MusicTranslateError
+from .errors import DomainError, MusicTranslateError, UsageError
 from .generate import GenerationOptions, Progress
 from .loudness import match_loudness
 from .registry import Model
@@ -43,12 +43,6 @@ DEFAULT_EXTENSION = ".wav"
 
 RECOVERABLE = (MusicTranslateError, OSError, MemoryError)
 """Failures that belong to one input or output; anything else is a bug and stops the run."""
-
-
-class UsageError(MusicTranslateError):
-    """Arguments that cannot work together (``-o FILE`` with several outputs, a bad format)."""
-
-    exit_code = 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,6 +383,8 @@ def _prepare_output(target: Target, inputs: tuple[Path, ...], force: bool) -> st
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return f"{path.parent}: cannot create the output folder ({exc.strerror or exc})"
+    if not os.access(path.parent, os.W_OK):  # read-only folder or file system
+        return f"{path.parent}: output folder is not writable; choose another -o folder"
     return None
 
 

@@ -21,8 +21,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .audio import usual_mode, write_failure
 from .config import MU, SAMPLE_RATE, ModelConfig
-from .errors import DomainError, ModelError
+from .errors import DomainError, ModelError, OutputError, first_line
 from .model import ConfusionNet, Decoder, Encoder
 
 FORMAT_VERSION = 1
@@ -95,15 +96,23 @@ def sha256_file(path: Path) -> str:
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    """Run ``write(temp_path)`` then rename over ``path``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    """Run ``write(temp_path)`` then rename over ``path``: readers never see half a file.
+
+    A full disk or a read-only folder leaves the previous ``path`` as it was and is reported as
+    an ``OutputError`` naming the file, not as a traceback.
+    """
+    temp = ""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
         write(temp)
+        os.chmod(temp, usual_mode())  # after writing: a writer may replace the file it was given
         os.replace(temp, path)
+    except OSError as exc:
+        raise OutputError(f"{write_failure(path, exc)}; the previous version is kept") from None
     finally:
-        if os.path.exists(temp):
+        if temp and os.path.exists(temp):
             os.unlink(temp)
 
 
@@ -118,22 +127,51 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
     _atomic_write_bytes(folder / MANIFEST, lambda temp: Path(temp).write_text(text))
 
 
+REINSTALL = "re-install or re-train the model"
+
+
+def _check_shapes(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """Name the first tensor that disagrees with the manifest's architecture.
+
+    ``load_state_dict`` would say only "Error(s) in loading state_dict" on its first line.
+    """
+    expected = module.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise ModelError(
+                f"{path}: {what} weights lack {key!r} that the manifest's architecture needs; {REINSTALL}"
+            )
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise ModelError(
+                f"{path}: {what} tensor {key!r} has shape {tuple(state[key].shape)} but the manifest's "
+                f"architecture needs {tuple(tensor.shape)} (weights from another model?); {REINSTALL}"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ModelError(
+            f"{path}: {what} weights hold {extra[0]!r}, unknown to the manifest's architecture; {REINSTALL}"
+        )
+
+
 def _load_weights(module: torch.nn.Module, folder: Path, entry: dict, what: str) -> None:
-    """Check the file's sha256 against the manifest, then load it strictly (shapes must agree)."""
+    """Check the file's sha256 against the manifest, then load it strictly (shapes must agree).
+
+    Only safetensors are read: a weight file is data, never code, whoever wrote it.
+    """
     path = folder / entry["file"]
     if not path.is_file():
-        raise ModelError(f"{path}: {what} weights are missing; re-install or re-train the model")
+        raise ModelError(f"{path}: {what} weights are missing; {REINSTALL}")
     if sha256_file(path) != entry["sha256"]:
-        raise ModelError(
-            f"{path}: sha256 does not match the manifest (file changed or corrupt); "
-            "re-install or re-train the model"
-        )
+        raise ModelError(f"{path}: sha256 does not match the manifest (file changed or corrupt); {REINSTALL}")
     try:
         state = load_file(path)
-        module.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: {what} weights do not fit the manifest ({first[:200]})") from None
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(
+            f"{path}: {what} weights are not a readable safetensors file, truncated or corrupt "
+            f"({first_line(exc)[:200]}); {REINSTALL}"
+        ) from None
+    _check_shapes(module, state, path, what)
+    module.load_state_dict(state, strict=True)
 
 
 @dataclass
@@ -178,11 +216,16 @@ def find_model(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | 
     if (candidate / MANIFEST).is_file():
         return candidate
     name = str(name_or_path)
-    if os.sep not in name and "/" not in name:
-        for root in registry_roots(models_dir):
-            if (root / name / MANIFEST).is_file():
-                return root / name
     available = ", ".join(sorted({m["name"] for m in list_models(models_dir)})) or "none"
+    if os.sep in name or "/" in name:
+        problem = "has no manifest.json" if candidate.is_dir() else "no such folder"
+        raise ModelError(
+            f"{candidate}: not a model folder ({problem}); give a model folder or a registry name "
+            f"(available: {available})"
+        )
+    for root in registry_roots(models_dir):
+        if (root / name / MANIFEST).is_file():
+            return root / name
     raise ModelError(
         f"model {name!r} not found (searched {', '.join(str(r) for r in registry_roots(models_dir))}); "
         f"available: {available}"
@@ -218,7 +261,9 @@ def load_model(
     try:
         config = ModelConfig.from_dict(manifest["architecture"])
     except (TypeError, ValueError) as exc:
-        raise ModelError(f"{folder / MANIFEST}: bad architecture ({exc})") from None
+        raise ModelError(
+            f"{folder / MANIFEST}: bad architecture ({exc}); upgrade musictranslate or re-install the model"
+        ) from None
     encoder = Encoder(config)
     _load_weights(encoder, folder, manifest["encoder"], "encoder")
     return Model(manifest.get("name", folder.name), folder, config, manifest, encoder.eval())
@@ -261,12 +306,17 @@ def write_folder_atomically(folder: str | os.PathLike, fill: Callable[[Path], No
     """Build a folder's new contents in a staging folder, then swap it in.
 
     A process killed at any moment leaves either the old folder or the new one under ``folder``
-    (at worst the old one renamed to ``.<name>.old`` for the instant between two renames).
+    (at worst the old one renamed to ``.<name>.old`` for the instant between two renames, which
+    ``restore_interrupted`` puts back). A failed write (full disk) keeps the old folder and is
+    reported as an ``OutputError``.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging: Path | None = None
     try:
+        restore_interrupted(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        staging.chmod(usual_mode(folder=True))
         fill(staging)
         old = folder.with_name(f".{folder.name}.old")
         if old.exists():
@@ -276,10 +326,24 @@ def write_folder_atomically(folder: str | os.PathLike, fill: Callable[[Path], No
         os.replace(staging, folder)
         if old.exists():
             shutil.rmtree(old)
+    except OSError as exc:
+        raise OutputError(f"{write_failure(folder, exc)}; the previous version is kept") from None
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             shutil.rmtree(staging)
     return folder
+
+
+def restore_interrupted(folder: str | os.PathLike) -> None:
+    """Put back ``.<name>.old`` when a process died between the two renames that swap a folder.
+
+    Without this, the next write would delete the only copy before its own is complete, and a
+    resume would find no checkpoint.
+    """
+    folder = Path(folder)
+    old = folder.with_name(f".{folder.name}.old")
+    if old.is_dir() and not folder.exists():
+        os.replace(old, folder)
 
 
 def add_decoder(model: Model, domain: str, decoder: Decoder, provenance: dict | None = None) -> None:
@@ -299,7 +363,10 @@ def list_models(models_dir: str | os.PathLike | None = None) -> list[dict]:
     for root in registry_roots(models_dir):
         if not root.is_dir():
             continue
-        for folder in sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()):
+        # hidden folders are staging copies of a write that was interrupted, not models
+        for folder in sorted(
+            p for p in root.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()
+        ):
             if folder.name in found:
                 continue
             try:

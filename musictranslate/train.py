@@ -15,6 +15,7 @@ by DistributedDataParallel; only rank 0 writes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -30,15 +31,24 @@ from torch import nn
 
 from .config import SAMPLE_RATE, ModelConfig, preset
 from .data import Augmentation, DataError, DomainBatches, open_sources, scan_domains, split_files
-from .errors import MusicTranslateError
+from .errors import MusicTranslateError, UsageError, first_line
+from .jobs import resolve_device
 from .model import ConfusionNet, Decoder, Encoder
-from .registry import Model, add_decoder, save_model, write_folder_atomically
+from .registry import Model, add_decoder, restore_interrupted, save_model, write_folder_atomically
 
 CHECKPOINT_FORMAT = 1
 
 
 class TrainingError(MusicTranslateError):
     """Training cannot start or go on: a bad resume state, a diverged loss."""
+
+
+class DivergedError(TrainingError):
+    """The loss or the weights stopped being finite; nothing from that step on is saved."""
+
+
+_FLAGS = {"segment_seconds": "--segment", "confusion_weight": "--lambda"}
+"""Command-line names of the options whose flag is not their field name."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,24 @@ class TrainOptions:
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        """Refuse values that would otherwise fail deep in the loop with a traceback (a zero
+        modulus, an empty batch, a negative learning rate), naming the option to change."""
+
+        def flag(name: str) -> str:
+            return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "lr_decay_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{flag(name)} {getattr(self, name)}: give at least 1")
+        for name in ("lr", "segment_seconds", "lr_decay", "grad_clip"):
+            if not getattr(self, name) > 0:  # also refuses NaN
+                raise UsageError(f"{flag(name)} {getattr(self, name)}: give a positive number")
+        if not self.confusion_weight >= 0:
+            raise UsageError(f"--lambda {self.confusion_weight}: give 0 or more")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers}: give 0 (load in the main process) or more")
+
     @classmethod
     def from_dict(cls, values: dict) -> TrainOptions:
         values = dict(values)
@@ -79,12 +107,8 @@ def run_folder(model_folder: Path) -> Path:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present, else CPU; never assume CUDA."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: no CUDA device is available; use --device cpu")
-    return torch.device(name)
+    """``auto`` means CUDA when present, else CPU; never assume CUDA (as for translation)."""
+    return torch.device(resolve_device(name))
 
 
 class Distributed:
@@ -206,16 +230,21 @@ class Trainer:
                 adversary = F.cross_entropy(self.confusion(latent).float(), labels)
             loss = recon - self.options.confusion_weight * adversary
         if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss.item()} at step {step}; the last good checkpoint is kept; "
-                "lower --lr or check the data"
-            )
+            raise DivergedError(f"loss became {loss.item()} at step {step + 1}")
         self.ae_opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.autoencoders.parameters(), self.options.grad_clip)
         self.ae_opt.step()
         stats["reconstruction"] = recon.item()
         return stats
+
+    @torch.no_grad()
+    def check_finite(self, step: int) -> None:
+        """Refuse to checkpoint weights that overflowed although the last loss was still finite."""
+        modules = itertools.chain(self.autoencoders.named_parameters(), self.confusion.named_parameters())
+        for name, parameter in modules:
+            if not torch.isfinite(parameter).all():
+                raise DivergedError(f"weight {name} became non-finite at step {step}")
 
     @torch.no_grad()
     def validate(self, batches: list[tuple[int, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
@@ -268,8 +297,13 @@ def _save_checkpoint(run: Path, trainer: Trainer, meta: dict) -> None:
     write_folder_atomically(run / "checkpoint", fill)
 
 
+CHECKPOINT_KEYS = ("step", "architecture", "domains", "options", "optimizer_groups")
+
+
 def _load_checkpoint(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Resume state from safetensors and JSON only: nothing in a checkpoint is ever unpickled."""
     folder = run / "checkpoint"
+    start_over = f"delete {run} to start over, or train into another --out"
     if not (folder / "state.json").is_file():
         raise TrainingError(f"{folder}: no checkpoint to resume from; start without --resume")
     try:
@@ -277,10 +311,14 @@ def _load_checkpoint(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = load_file(folder / "state.safetensors")
     except (OSError, ValueError, SafetensorError) as exc:
         raise TrainingError(
-            f"{folder}: unreadable checkpoint ({exc}); start again without --resume"
+            f"{folder}: unreadable checkpoint, truncated or corrupt ({first_line(exc)}); {start_over}"
         ) from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{folder}: checkpoint format {meta.get('format')} is not supported")
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise TrainingError(f"{folder}: checkpoint format {found} is not supported; {start_over}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in meta]
+    if missing:
+        raise TrainingError(f"{folder}: checkpoint lacks {', '.join(missing)}; {start_over}")
     return tensors, meta
 
 
@@ -342,8 +380,13 @@ def _loop(
     checkpoint: Callable[[int, dict, dict], None],
     log: _Log,
     on_step: StepCallback | None,
+    saved_in: Path,
 ) -> tuple[dict, dict]:
-    """The training loop shared by ``train`` and ``add_domain``."""
+    """The training loop shared by ``train`` and ``add_domain``.
+
+    A diverged step stops the run before anything from it is written, with a message that says
+    which checkpoint (in ``saved_in``) is the last good one.
+    """
     dist = trainer.dist
     batches = DomainBatches(
         sources, options.batch_size, segment, options.seed, options.augmentation, dist.rank
@@ -363,19 +406,30 @@ def _loop(
     val_losses: dict[str, float] = {}
     tic = time.perf_counter()
     samples = 0
+    saved = start  # a resumed run's checkpoint stays the good one until a newer one is written
     for step, (domain, encoder_input, target) in enumerate(loader, start=start + 1):
-        stats = trainer.step(step - 1, domain, encoder_input, target)
+        checkpointing = step % options.checkpoint_every == 0 or step == options.steps
+        try:
+            stats = trainer.step(step - 1, domain, encoder_input, target)
+            if checkpointing:
+                trainer.check_finite(step)
+        except DivergedError as exc:
+            kept = "no checkpoint was written yet"
+            if saved:
+                kept = f"the last good checkpoint (step {saved}) is kept in {saved_in}"
+            raise DivergedError(f"{exc}; {kept}; lower --lr or check the data") from None
         latest[stats["domain"]] = stats["reconstruction"]
         samples += target.numel() * dist.world
         stats["samples_per_second"] = samples / (time.perf_counter() - tic)
         stats["step"] = step
         if step % options.log_every == 0 or step == options.steps:
             log.write(stats)
-        if step % options.checkpoint_every == 0 or step == options.steps:
+        if checkpointing:
             if val_batches:
                 val_losses = trainer.validate(val_batches)
             if dist.main:
                 checkpoint(step, latest, val_losses)
+            saved = step
             dist.barrier()
         if on_step is not None:
             on_step(step, options.steps, stats)
@@ -407,6 +461,7 @@ def train(
         val_sources, _, _ = _load_sources(files, segment, "val", options.seed)
         trainer = Trainer(config, domains, options, dist)
         start, history_seconds = 0, 0.0
+        restore_interrupted(run / "checkpoint")  # killed mid-swap: the previous one is still there
         if resume:
             tensors, meta = _load_checkpoint(run)
             if meta["architecture"] != config.to_dict():
@@ -418,7 +473,13 @@ def train(
                 raise TrainingError(
                     f"{run / 'checkpoint'}: was trained on domains {meta['domains']}, data has {domains}"
                 )
-            trainer.load_state(tensors, meta["optimizer_groups"])
+            try:
+                trainer.load_state(tensors, meta["optimizer_groups"])
+            except (RuntimeError, KeyError, ValueError) as exc:
+                raise TrainingError(
+                    f"{run / 'checkpoint'}: does not fit this run ({first_line(exc)[:200]}); "
+                    "delete it to start over, or train into another --out"
+                ) from None
             start, history_seconds = meta["step"], meta.get("wall_seconds", 0.0)
         elif (run / "checkpoint").exists():
             raise TrainingError(
@@ -461,8 +522,9 @@ def train(
             }
             _save_checkpoint(run, trainer, meta)
 
+        saved_in = run / "checkpoint"
         losses, val_losses = _loop(
-            trainer, sources, val_sources, start, options, segment, checkpoint, log, on_step
+            trainer, sources, val_sources, start, options, segment, checkpoint, log, on_step, saved_in
         )
         wall = history_seconds + time.perf_counter() - tic
         return TrainResult(out, options.steps, losses, val_losses, wall, dist.main)
@@ -516,7 +578,7 @@ def add_domain(
 
         log = _Log(run_folder(model.path) / f"add-{name}.jsonl", 0, dist.main)
         losses, val_losses = _loop(
-            trainer, sources, val_sources, 0, options, segment, checkpoint, log, on_step
+            trainer, sources, val_sources, 0, options, segment, checkpoint, log, on_step, model.path
         )
         return TrainResult(model.path, options.steps, losses, val_losses, time.perf_counter() - tic)
     finally:

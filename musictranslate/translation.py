@@ -36,22 +36,27 @@ def encode(model: Model, audio: np.ndarray) -> torch.Tensor:
     """Audio -> latent ``(latent_dim, frames)``, one frame per ``pool`` samples (end zero-padded).
 
     Chunks overlap by the encoder's receptive field and only each chunk's valid centre is kept,
-    so the result equals encoding the whole file at once while memory stays bounded.
+    so the result equals encoding the whole file at once while memory stays bounded. Each chunk
+    is mu-law encoded on its own too: the whole file as int64 classes and float temporaries
+    would cost several times the audio itself on an hours-long input.
     """
     cfg = model.config
     pool = cfg.pool
-    frames = max(1, math.ceil(len(audio) / pool))
-    signal = torch.from_numpy(companded(mu_law_encode(audio)))
-    signal = F.pad(signal, (0, frames * pool - len(audio)), value=float(companded(np.array(128))))
+    total = max(1, math.ceil(len(audio) / pool)) * pool
+    silence = float(companded(np.array(128)))
     context = math.ceil(cfg.encoder_context / pool) * pool
     chunk = ENCODE_CHUNK_FRAMES * pool
-    latents = []
-    for start in range(0, frames * pool, chunk):
-        stop = min(start + chunk, frames * pool)
-        lo, hi = max(0, start - context), min(frames * pool, stop + context)
-        features = model.encoder.features(signal[None, lo:hi])[:, :, start - lo : stop - lo]
-        latents.append(F.avg_pool1d(features, pool)[0])
-    return torch.cat(latents, dim=1)
+    # written in place: small per-chunk results kept between large freed temporaries fragment
+    # the heap so that resident memory grows with the file (glibc), however small each chunk is
+    latent = torch.empty(cfg.latent_dim, total // pool)
+    for start in range(0, total, chunk):
+        stop = min(start + chunk, total)
+        lo, hi = max(0, start - context), min(total, stop + context)
+        piece = companded(mu_law_encode(audio[lo:hi]))
+        signal = F.pad(torch.from_numpy(piece), (0, hi - lo - len(piece)), value=silence)
+        features = model.encoder.features(signal[None])[:, :, start - lo : stop - lo]
+        latent[:, start // pool : stop // pool] = F.avg_pool1d(features, pool)[0]
+    return latent
 
 
 def decode(

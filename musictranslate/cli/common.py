@@ -114,6 +114,10 @@ def user_errors() -> Iterator[None]:
         if _state["debug"]:
             raise
         fail("out of memory; try a shorter file or a smaller --batch-size")
+    except OSError as exc:  # the system refused a file the library did not expect to fail on
+        if _state["debug"]:
+            raise
+        fail(f"{exc.filename or 'file'}: {exc.strerror or exc}; check the path, permissions and free space")
 
 
 @contextmanager
