@@ -33,14 +33,15 @@ def _sha256(path: Path) -> str:
 
 
 def model_files(folder: Path) -> list[str]:
-    """The manifest and every weight file it lists, each checked against its sha256."""
+    """The manifest, the model card and every weight file listed, each checked against its sha256."""
     manifest = json.loads((folder / "manifest.json").read_text())
     entries = [manifest["encoder"], manifest["confusion"], *manifest["decoders"].values()]
     for entry in entries:
         path = folder / entry["file"]
         if not path.is_file() or _sha256(path) != entry["sha256"]:
             raise RuntimeError(f"{path}: missing or does not match its sha256 in the manifest; not shipping")
-    return ["manifest.json", *(entry["file"] for entry in entries)]
+    card = ["README.md"] if (folder / "README.md").is_file() else []
+    return ["manifest.json", *card, *(entry["file"] for entry in entries)]
 
 
 class ShipDefaultModel(BuildHookInterface):

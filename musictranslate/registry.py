@@ -123,8 +123,13 @@ def _save_weights(module: torch.nn.Module, path: Path) -> str:
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
+    """Write the manifest, and the model card (README.md) rendered from it so the two agree."""
+    from .model_card import render_model_card
+
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
     _atomic_write_bytes(folder / MANIFEST, lambda temp: Path(temp).write_text(text))
+    card = render_model_card(manifest)
+    _atomic_write_bytes(folder / "README.md", lambda temp: Path(temp).write_text(card))
 
 
 REINSTALL = "re-install or re-train the model"

@@ -41,3 +41,12 @@ def test_translate_rejects_silence_short_input_and_unknown_domain(registry: Path
         translate(tone(0.001), "piano", model)
     with pytest.raises(DomainError, match="known: piano, flute"):
         translate(tone(), "oboe", model)
+
+
+def test_saved_models_carry_a_model_card_that_matches_the_manifest(tmp_path: Path) -> None:
+    from .conftest import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "carded")
+    card = (folder / "README.md").read_text()
+    assert "# Model `carded`" in card and "piano, flute" in card
+    assert "1 blocks x 4 layers, 8 residual / 8 skip channels" in card

@@ -1,0 +1,73 @@
+"""A model folder's README.md, written from its manifest so it can never disagree with it.
+
+Training rewrites the card at every checkpoint: what the model was trained on, for how long, and
+its losses. Scores from ``evaluate`` belong to one checkpoint, so they are added by hand (or by
+a script) after a run and are dropped when training goes on.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .config import SAMPLE_RATE
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h"
+
+
+def render_model_card(manifest: dict) -> str:
+    """Markdown describing the model in ``manifest`` (registry format)."""
+    arch = manifest["architecture"]
+    training = manifest.get("training", {})
+    domains = list(manifest["decoders"])
+    lines = [
+        f"# Model `{manifest.get('name', '?')}`",
+        "",
+        "A universal music translation network: one shared encoder, one WaveNet decoder per domain.",
+        "",
+        f"- Domains (decoders): {', '.join(domains)}",
+        f"- Audio: {manifest.get('sample_rate', SAMPLE_RATE)} Hz mono, "
+        f"{manifest.get('mu', 255) + 1}-class mu-law",
+        f"- Encoder: {arch['encoder_blocks']} blocks x {arch['encoder_layers']} layers, "
+        f"{arch['encoder_channels']} channels, latent {arch['latent_dim']}-d every {arch['pool']} samples",
+        f"- Decoders: {arch['decoder_blocks']} blocks x {arch['decoder_layers']} layers, "
+        f"{arch['residual_channels']} residual / {arch['skip_channels']} skip channels",
+    ]
+    if training:
+        options = training.get("options", {})
+        seen = training.get("samples_seen", 0)
+        lines += [
+            "",
+            "## Training",
+            "",
+            f"- Steps: {training.get('steps', '?')} (batches of {options.get('batch_size', '?')} x "
+            f"{options.get('segment_seconds', '?')} s from one domain each, domains in turn)",
+            f"- Audio seen: {_hours(seen / SAMPLE_RATE)} in all; "
+            f"wall time {_hours(training.get('wall_seconds', 0))} "
+            f"on {training.get('world_size', 1)} x {training.get('device', '?')}",
+            f"- Learning rate {options.get('lr', '?')}, "
+            f"confusion weight lambda {options.get('confusion_weight', '?')}, "
+            f"bf16 autocast {options.get('bf16', False)}, pitch-shift augmentation "
+            f"{options.get('augmentation', {}).get('enabled', '?')}",
+            f"- Data: `{training.get('data', '?')}`; files per domain and split: "
+            + "; ".join(f"{d} {v}" for d, v in training.get("domains", {}).items()),
+            f"- Split rule: {training.get('split_rule', '?')}",
+            "",
+            "| domain | train loss (last batch) | validation loss |",
+            "| --- | --- | --- |",
+        ]
+        losses, val = training.get("losses", {}), training.get("val_losses", {})
+        for domain in domains:
+            train_loss = losses.get(domain, math.nan)
+            val_loss = val.get(domain, math.nan)
+            lines.append(f"| {domain} | {train_loss:.3f} | {val_loss:.3f} |")
+        lines += ["", f"Cross-entropy in nats over 256 classes; a uniform guess scores {math.log(256):.3f}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(folder: str | Path, manifest: dict) -> Path:
+    path = Path(folder) / "README.md"
+    path.write_text(render_model_card(manifest))
+    return path
