@@ -362,6 +362,19 @@ def add_decoder(model: Model, domain: str, decoder: Decoder, provenance: dict | 
     model._decoders[domain] = decoder.eval()
 
 
+def writable_model(model: Model, models_dir: str | os.PathLike | None = None) -> Model:
+    """``model`` itself, or -- when it is the copy shipped inside the package, which an upgrade
+    replaces and which may be read-only -- a copy in the first registry folder a user controls."""
+    shipped = Path(__file__).resolve().parent / "_models"
+    if shipped not in model.path.resolve().parents:
+        return model
+    target = default_output_root(models_dir) / model.path.name
+    if target.exists():
+        raise ModelError(f"{target}: already exists; pass --model {target} to extend that copy")
+    shutil.copytree(model.path, target)
+    return load_model(target)
+
+
 def list_models(models_dir: str | os.PathLike | None = None) -> list[dict]:
     """Every model in every registry root: name, path, domains (first root wins on a name)."""
     found: dict[str, dict] = {}

@@ -196,3 +196,12 @@ def test_two_gloo_processes_with_torchrun(dataset: Path, tmp_path: Path) -> None
     assert proc.returncode == 0, stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["training"]["world_size"] == 2 and manifest["training"]["steps"] == 4
+
+
+def test_out_by_name_goes_to_the_registry_and_is_listed(dataset: Path, tmp_path: Path) -> None:
+    models = tmp_path / "registry"
+    result = run("train", dataset, "--out", "named", "--models", models, *TINY, "--steps", "2")
+    assert result.exit_code == 0, result.output
+    assert (models / "named" / "manifest.json").is_file()
+    listing = run("models", "--models", models)
+    assert "named" in listing.output and "saw, sine" in listing.output

@@ -68,7 +68,10 @@ def _options(**values):
 @app.command("train")
 def train_command(
     data: Annotated[Path, typer.Argument(help="Dataset root: one sub-folder of audio per domain.")],
-    out: Annotated[Path, typer.Option("--out", help="Model folder to write, e.g. models/mine.")],
+    out: Annotated[
+        str, typer.Option("--out", help="Model name (written to the first user registry folder) or folder.")
+    ],
+    models: ModelsOption = None,
     preset: Annotated[str, typer.Option("--preset", help="Architecture: paper, small or tiny.")] = "small",
     steps: StepsOption = 10_000,
     batch_size: BatchOption = 16,
@@ -88,6 +91,7 @@ def train_command(
 ) -> None:
     """Train a model: shared encoder, one decoder per domain, domain confusion."""
     from ..config import PRESETS
+    from ..registry import model_output_path
     from ..train import train
 
     if preset not in PRESETS:
@@ -108,7 +112,7 @@ def train_command(
             device=device,
         )
         with _training_progress(quiet) as progress:
-            result = train(data, out, options, resume=resume, on_step=progress)
+            result = train(data, model_output_path(out, models), options, resume=resume, on_step=progress)
     if not quiet and result.main_process:
         losses = ", ".join(f"{d} {v:.3f}" for d, v in result.losses.items())
         stderr.print(f"wrote {result.model} after {result.steps} steps ({losses})", highlight=False)
@@ -133,11 +137,11 @@ def add_domain_command(
     quiet: QuietOption = False,
 ) -> None:
     """Add a domain to a trained model: a new decoder trained with the encoder frozen."""
-    from ..registry import load_model
+    from ..registry import load_model, writable_model
     from ..train import add_domain
 
     with user_errors():
-        loaded = load_model(model, models)
+        loaded = writable_model(load_model(model, models), models)
         options = _options(
             steps=steps,
             batch_size=batch_size,
