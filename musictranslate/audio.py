@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -233,11 +233,18 @@ def companded(classes: np.ndarray, mu: int = MU) -> np.ndarray:
 
 
 def save_audio(
-    path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, force: bool = False
+    path: str | os.PathLike,
+    audio: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    force: bool = False,
+    comment: str | None = None,
 ) -> Path:
     """Write ``audio`` atomically (temp file + rename), format from the extension.
 
     A crash, a full disk or a bad extension never leaves a half-written file at ``path``.
+    ``comment`` goes into the file's own metadata (WAV INFO, Vorbis comment) where the format has
+    a place for it, so an output says how it was made (model, domain, seed) wherever it is copied.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -256,7 +263,11 @@ def save_audio(
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         os.close(fd)
-        sf.write(temp_name, audio, sample_rate, format=fmt)
+        with sf.SoundFile(temp_name, "w", sample_rate, 1, format=fmt) as handle:
+            if comment:
+                with suppress(RuntimeError):  # formats without string metadata
+                    handle.comment = comment
+            handle.write(audio)
         os.chmod(temp_name, usual_mode())
         with _native_stderr_silenced():
             written = sf.info(temp_name).frames

@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from . import __version__
 from .audio import AUDIO_EXTENSIONS, check_audible, load_audio, save_audio
 from .config import SAMPLE_RATE
 from .errors import DomainError, MusicTranslateError, UsageError
@@ -467,7 +468,11 @@ def _run_task(
                 )
             if options.match_loudness:
                 audio = match_loudness(audio, encoded.reference)
-            save_audio(target.output, audio, force=options.force)
+            provenance = (
+                f"musictranslate {__version__}: model={model.name} domain={target.domain} "
+                f"seed={seed} temperature={options.generation.temperature}"
+            )
+            save_audio(target.output, audio, force=options.force, comment=provenance)
         except RECOVERABLE as exc:
             failed(target, _describe(exc), seconds, share + time.perf_counter() - started)
         else:

@@ -433,3 +433,29 @@ def test_blend_naming_force_json_and_exit_codes(tiny: list[str], tmp_path: Path)
     assert run(*args[:4], "banjo", *args[5:]).exit_code == 1
     missing = run("blend", a, tmp_path / "nope.wav", "-d", "piano", "-q", *tiny)
     assert missing.exit_code == 1 and "no such file" in missing.stderr
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac"])
+def test_seed_is_written_into_the_output_metadata(registry: Path, wav: Path, ext: str) -> None:
+    out = wav.with_name(f"meta.{ext}")
+    result = runner.invoke(
+        app,
+        [
+            "translate",
+            str(wav),
+            "--to",
+            "piano",
+            "-m",
+            "tiny",
+            "--models",
+            str(registry),
+            "-o",
+            str(out),
+            "--seed",
+            "1234",
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    comment = sf.SoundFile(out).comment
+    assert "seed=1234" in comment and "domain=piano" in comment and "model=tiny" in comment
