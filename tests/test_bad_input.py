@@ -405,14 +405,14 @@ def test_output_in_a_missing_folder_is_created(tiny: list[str], tmp_path: Path) 
 def fail_half_way(monkeypatch: pytest.MonkeyPatch, error: BaseException | None) -> None:
     """Make every audio write put half the samples on disk, then raise ``error`` -- or, with
     ``None``, return quietly as libsndfile does for some formats when the disk fills up."""
-    real_write = sf.write
+    real_write = sf.SoundFile.write
 
-    def write(file, data, *args, **kwargs):
-        real_write(file, data[: len(data) // 2], *args, **kwargs)
+    def write(self, data, *args, **kwargs):
+        real_write(self, data[: len(data) // 2], *args, **kwargs)
         if error is not None:
             raise error
 
-    monkeypatch.setattr(sf, "write", write)
+    monkeypatch.setattr(sf.SoundFile, "write", write)
 
 
 FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
