@@ -1,101 +1,262 @@
 """Fast autoregressive generation ("fast WaveNet") and seamless segmenting of long files.
 
 Recomputing a WaveNet's whole receptive field per output sample is thousands of times too slow.
-``FastDecoder`` keeps, for every layer, the last ``dilation`` inputs of that layer in a ring
-buffer, so one step costs one small matmul per layer. The step is written with plain
-``F.linear`` on weights taken from a trained ``Decoder``: the two taps of each dilated conv are
-one matmul, the conditioning is projected once per latent frame (every ``pool`` samples) with the
-tap biases folded in, and the skip outputs of all layers are summed by one matmul at the end.
+``FastDecoder`` keeps, for every layer, the layer's recent inputs in a ring buffer, so one step
+costs one small matmul per layer. What makes the step fast on a CPU (measured, see the README's
+"Speed" section and ``bench/``):
 
-Long input is cut into segments that are generated side by side as one batch. Each segment first
-generates a warm-up from the latent of the audio before it (discarded), then its own span plus a
-short tail that is crossfaded into the next segment, so seams do not click.
+- plain ``addmm`` calls writing into preallocated buffers (``out=``), no modules, no allocations;
+- the two taps of each dilated conv are one matmul: the ring holds ``dilation + 1`` slots plus a
+  mirror of slot 0, so the current input and the one ``dilation`` steps back are adjacent in memory
+  and one strided view of the ring is the matmul's input — nothing is copied or concatenated;
+- each layer writes its residual output straight into the next layer's ring;
+- the residual biases are folded into the rings' initial values and the conditioning bias, the
+  conditioning is projected once per latent frame (every ``pool`` samples) with the tap biases
+  folded in, and the skip outputs of all layers are summed by one matmul at the end;
+- the gate uses one ``sigmoid`` over both halves (``tanh(u) = 2 sigmoid(2u) - 1``; torch's CPU
+  sigmoid is several times faster than its tanh) and one ``addcmul``; the factor 2 and the sign
+  are folded into the weights.
+
+Long input is cut into segments generated side by side as one batch per worker thread (see
+``speed.plan_generation`` for how many, in which dtype, on how many threads). Each segment first
+generates a warm-up (a receptive field) from the latent of the audio before it, then a crossfade
+that overlaps the previous segment's last samples, so seams do not click. Every segment draws its
+random numbers from its own seeded stream, so the output depends on the seed and the
+segmentation, never on which segments shared a batch or a thread.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .model import START_CLASS, Decoder
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` with generated sample counts."""
 
+DTypeLike = torch.dtype | str
+CANCEL_CHECK = 64
+"""Steps between checks of the stop flag: a failed or interrupted run ends within a second."""
+
+
+class GenerationCancelled(Exception):
+    """Raised inside a worker when another worker failed or the caller was interrupted."""
+
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """How to turn a latent into audio. ``temperature=0`` means argmax (greedy)."""
+    """How to turn a latent into audio. ``temperature=0`` means argmax (greedy).
+
+    ``None`` means "choose automatically" (``speed.plan_generation``): the batch size from the
+    file's length and the CPU, the dtype from the CPU (bfloat16 where it has native bf16 dot
+    products and the batch is large enough to gain), one worker thread per CPU thread torch may
+    use. The output depends on the seed, ``batch_size`` (the segmentation), ``warmup``,
+    ``crossfade`` and ``dtype``, never on ``workers``: fix ``batch_size`` and ``dtype`` to get
+    the same output on any machine.
+    """
 
     temperature: float = 1.0
     seed: int = 0
-    batch_size: int = 64
+    batch_size: int | None = None  # segments generated side by side, over all workers
     min_segment_frames: int = 10
-    warmup_frames: int | None = None  # None: enough frames to fill the receptive field
+    warmup: int | None = None  # samples before each segment's crossfade; None: receptive field
     crossfade: int = 400  # samples
-    dtype: torch.dtype = torch.float32
+    dtype: DTypeLike | None = None  # torch.float32, torch.bfloat16, "float32", "bfloat16"
+    workers: int | None = None  # threads generating batches side by side, one core each
     device: str = "cpu"
 
 
-class FastDecoder:
-    """A decoder's weights rearranged for cached, one-sample-at-a-time generation."""
+def resolve_dtype(dtype: DTypeLike | None, default: torch.dtype = torch.float32) -> torch.dtype:
+    """``torch.bfloat16``, ``"bf16"``, ``"bfloat16"``, ``"fp32"`` ... -> a torch dtype."""
+    if dtype is None:
+        return default
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    try:
+        return names[dtype.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; choose float32 or bfloat16") from None
 
-    def __init__(self, decoder: Decoder, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+
+class _Weights:
+    """A decoder's weights, rearranged and folded for the cached step, in one dtype."""
+
+    def __init__(self, decoder: Decoder, dtype: torch.dtype, device: str) -> None:
         cfg = decoder.cfg
         r = cfg.residual_channels
 
+        def f(t: torch.Tensor) -> torch.Tensor:  # fold in float64, round once
+            return t.detach().to(device="cpu", dtype=torch.float64)
+
         def w(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().to(device=device, dtype=dtype).contiguous()
+            return t.to(device=device, dtype=dtype).contiguous()
 
-        self.cfg, self.dtype, self.device = cfg, dtype, device
+        n = len(decoder.dilations)
+        # x_l = x'_l + c_l: the rings hold x' (the residual stream minus the residual biases
+        # summed so far), so no residual bias is ever added; zero padding becomes -c_l.
+        res_bias = [f(o.bias[:r]) for o in decoder.out]
+        carried = [torch.zeros(r, dtype=torch.float64)]
+        for b in res_bias[:-1]:
+            carried.append(carried[-1] + b)
+        # the first half of each gate goes through tanh(u) = 2 sigmoid(2u) - 1: scale it by 2
+        scale = torch.cat([torch.full((r,), 2.0), torch.ones(r)]).double()
+        cond_bias, self.taps = [], []
+        for layer, conv in enumerate(decoder.dilated):
+            past, now = f(conv.weight[:, :, 0]), f(conv.weight[:, :, 1])
+            bias = f(decoder.condition.bias[2 * r * layer : 2 * r * (layer + 1)]) + f(conv.bias)
+            cond_bias.append((bias + (past + now) @ carried[layer]) * scale)
+            # the ring view reads [x[t], x[t - d]]
+            self.taps.append(w((torch.cat([now, past], dim=1) * scale[:, None]).t()))
+        self.ring_init = [w(-c) for c in carried]
+        self.cond_weight = w((f(decoder.condition.weight[:, :, 0]) * scale.repeat(n)[:, None]).t())
+        self.cond_bias = w(torch.cat(cond_bias))
+        # the gate computes s2 - 2 s1 s2 = -tanh(a1) sigmoid(a2): the minus goes into the weights
+        self.res_weight = [w(-f(o.weight[:r, :, 0]).t()) for o in decoder.out]
+        self.skip_weight = w(-torch.cat([f(o.weight[r:, :, 0]) for o in decoder.out], dim=1).t())
+        self.skip_bias = w(torch.stack([f(o.bias[r:]) for o in decoder.out]).sum(0))
+        self.head1 = (w(f(decoder.head1.weight[:, :, 0]).t()), w(f(decoder.head1.bias)))
+        self.head2 = (w(f(decoder.head2.weight[:, :, 0]).t()), w(f(decoder.head2.bias)))
+        self.embed = w(f(decoder.embed.weight))
+
+
+class _Layer(NamedTuple):
+    """Everything one layer's step touches, unpacked as a plain tuple in the hot loop."""
+
+    slots: int  # dilation + 1
+    now: list[torch.Tensor]  # slot views (batch, r)
+    pairs: list[torch.Tensor]  # [x[t], x[t - d]] views (batch, 2r), one per slot
+    first: torch.Tensor  # slot 0 ...
+    mirror: torch.Tensor  # ... and its copy after the last slot
+    condition: torch.Tensor
+    taps: torch.Tensor
+    a: torch.Tensor
+    filter_half: torch.Tensor  # a's first half: the tanh input, scaled by 2
+    gate_half: torch.Tensor  # a's second half: the sigmoid input
+    z: torch.Tensor  # this layer's gate output, a view into the skip matmul's input
+    residual: torch.Tensor | None  # None for the last layer, whose residual output is unused
+    next_slots: int
+    next_now: list[torch.Tensor]
+
+
+class DecoderState:
+    """One batch's rings and scratch buffers: what a generation stream owns (one per thread)."""
+
+    def __init__(
+        self, weights: _Weights, dilations: Sequence[int], batch: int, dtype: torch.dtype, device: str
+    ):
+        r = weights.embed.shape[1]
+        n = len(dilations)
+        self.weights, self.batch = weights, batch
+
+        def empty(*shape: int) -> torch.Tensor:
+            return torch.empty(*shape, dtype=dtype, device=device)
+
+        self.condition = empty(batch, n * 2 * r)
+        self.gates = empty(batch, n * r)  # every layer's gate output, for the one skip matmul
+        self.embedded = empty(batch, r)
+        self.skip, self.hidden = (
+            empty(batch, weights.skip_bias.shape[0]),
+            empty(batch, weights.head1[1].shape[0]),
+        )
+        self.logits = empty(batch, weights.head2[1].shape[0])
+        rings = []
+        for d, init in zip(dilations, weights.ring_init, strict=True):
+            # slots 0..d hold x[t] at t % (d + 1); slot d + 1 mirrors slot 0, so the view of
+            # 2r values starting at x[t]'s slot is [x[t], x[t - d]] for every t
+            ring = init.expand(batch, d + 2, r).clone()
+            stride, base = ((d + 2) * r, 1), ring.storage_offset()
+            pairs = [ring.as_strided((batch, 2 * r), stride, base + i * r) for i in range(d + 1)]
+            rings.append(([ring[:, i] for i in range(d + 1)], pairs, ring[:, 0], ring[:, d + 1]))
+        self.input_slots = rings[0][0]
+        self.layers: list[_Layer] = []
+        for i, (now, pairs, first, mirror) in enumerate(rings):
+            a = empty(batch, 2 * r)
+            last = i + 1 == n
+            self.layers.append(
+                _Layer(
+                    slots=len(now),
+                    now=now,
+                    pairs=pairs,
+                    first=first,
+                    mirror=mirror,
+                    condition=self.condition[:, 2 * r * i : 2 * r * (i + 1)],
+                    taps=weights.taps[i],
+                    a=a,
+                    filter_half=a[:, :r],
+                    gate_half=a[:, r:],
+                    z=self.gates[:, r * i : r * (i + 1)],
+                    residual=None if last else weights.res_weight[i],
+                    next_slots=1 if last else len(rings[i + 1][0]),
+                    next_now=now if last else rings[i + 1][0],
+                )
+            )
+
+
+class FastDecoder:
+    """A decoder's weights rearranged for cached, one-sample-at-a-time generation.
+
+    ``dtype`` is the default for ``step``/``sample``/``teacher_forced_logits``; ``generate`` may
+    pick another (the weights are converted once per dtype and kept).
+    """
+
+    def __init__(self, decoder: Decoder, dtype: DTypeLike | None = torch.float32, device: str = "cpu"):
+        self.decoder, self.cfg, self.device = decoder, decoder.cfg, device
+        self.dtype = resolve_dtype(dtype)
         self.dilations = list(decoder.dilations)
-        self.embed = w(decoder.embed.weight)
-        # conv weight (2r, r, 2): tap 0 multiplies x[t - d], tap 1 multiplies x[t]
-        self.taps = [w(torch.cat([c.weight[:, :, 0], c.weight[:, :, 1]], dim=1)) for c in decoder.dilated]
-        tap_bias = torch.cat([c.bias for c in decoder.dilated])
-        self.cond_weight = w(decoder.condition.weight[:, :, 0])
-        self.cond_bias = w(decoder.condition.bias + tap_bias)
-        self.res_weight = [w(o.weight[:r, :, 0]) for o in decoder.out]
-        self.res_bias = [w(o.bias[:r]) for o in decoder.out]
-        self.skip_weight = w(torch.cat([o.weight[r:, :, 0] for o in decoder.out], dim=1))
-        self.skip_bias = w(torch.stack([o.bias[r:] for o in decoder.out]).sum(0))
-        self.head1 = (w(decoder.head1.weight[:, :, 0]), w(decoder.head1.bias))
-        self.head2 = (w(decoder.head2.weight[:, :, 0]), w(decoder.head2.bias))
+        self._weights: dict[torch.dtype, _Weights] = {}
+        self._lock = threading.Lock()
 
-    def new_state(self, batch: int) -> list[torch.Tensor]:
-        """Ring buffers of each layer's past inputs, zero like the causal conv's padding."""
-        r = self.cfg.residual_channels
-        return [torch.zeros(batch, d, r, dtype=self.dtype, device=self.device) for d in self.dilations]
+    def weights(self, dtype: torch.dtype | None = None) -> _Weights:
+        dtype = dtype or self.dtype
+        with self._lock:
+            if dtype not in self._weights:
+                self._weights[dtype] = _Weights(self.decoder, dtype, self.device)
+            return self._weights[dtype]
 
-    def project_condition(self, frame: torch.Tensor) -> list[torch.Tensor]:
-        """One latent frame ``(batch, latent_dim)`` -> each layer's conditioning ``(batch, 2r)``."""
-        cond = F.linear(frame.to(self.dtype), self.cond_weight, self.cond_bias)
-        return list(cond.split(2 * self.cfg.residual_channels, dim=1))
+    def new_state(self, batch: int, dtype: torch.dtype | None = None) -> DecoderState:
+        """Rings for ``batch`` streams, holding what the causal conv's zero padding holds."""
+        dtype = dtype or self.dtype
+        return DecoderState(self.weights(dtype), self.dilations, batch, dtype, self.device)
 
-    def step(
-        self, state: list[torch.Tensor], t: int, previous: torch.Tensor, condition: list[torch.Tensor]
-    ) -> torch.Tensor:
-        """Logits ``(batch, classes)`` for sample ``t`` given sample ``t - 1`` (classes)."""
-        r = self.cfg.residual_channels
-        x = self.embed[previous]
-        gated = []
-        for buffer, d, taps, cond, res_w, res_b in zip(
-            state, self.dilations, self.taps, condition, self.res_weight, self.res_bias, strict=True
-        ):
-            slot = t % d
-            a = torch.addmm(cond, torch.cat([buffer[:, slot], x], dim=1), taps.t())
-            buffer[:, slot] = x
-            z = torch.tanh(a[:, :r]) * torch.sigmoid(a[:, r:])
-            gated.append(z)
-            x = torch.addmm(res_b, z, res_w.t(), beta=1.0).add_(x)
-        skip = F.linear(torch.cat(gated, dim=1), self.skip_weight, self.skip_bias)
-        h = F.relu(F.linear(F.relu(skip), *self.head1))
-        return F.linear(h, *self.head2)
+    def project_condition(self, state: DecoderState, frame: torch.Tensor) -> None:
+        """One latent frame ``(batch, latent_dim)`` -> every layer's conditioning, in ``state``."""
+        w = state.weights
+        torch.addmm(w.cond_bias, frame.to(w.cond_weight.dtype), w.cond_weight, out=state.condition)
+
+    def step(self, state: DecoderState, t: int, previous: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, classes)`` for sample ``t`` given sample ``t - 1`` (classes).
+
+        The result is a buffer of ``state``, overwritten by the next step.
+        """
+        w = state.weights
+        torch.index_select(w.embed, 0, previous, out=state.embedded)
+        state.input_slots[t % (self.dilations[0] + 1)].copy_(state.embedded)
+        for slots, now, pairs, first, mirror, cond, taps, a, s1, s2, z, res, n_slots, n_now in state.layers:
+            slot = t % slots
+            if slot == 0:
+                mirror.copy_(first)
+            torch.addmm(cond, pairs[slot], taps, out=a)
+            a.sigmoid_()
+            torch.addcmul(s2, s1, s2, value=-2.0, out=z)  # -tanh(a1) sigmoid(a2)
+            if res is not None:
+                torch.addmm(now[slot], z, res, out=n_now[t % n_slots])
+        torch.addmm(w.skip_bias, state.gates, w.skip_weight, out=state.skip).relu_()
+        torch.addmm(w.head1[1], state.skip, w.head1[0], out=state.hidden).relu_()
+        return torch.addmm(w.head2[1], state.hidden, w.head2[0], out=state.logits)
 
     @torch.inference_mode()
     def teacher_forced_logits(self, target: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -106,8 +267,8 @@ class FastDecoder:
         out = []
         for t in range(length):
             if t % self.cfg.pool == 0:
-                condition = self.project_condition(latent[:, :, t // self.cfg.pool])
-            out.append(self.step(state, t, previous, condition))
+                self.project_condition(state, latent[:, :, t // self.cfg.pool])
+            out.append(self.step(state, t, previous).to(torch.float32, copy=True))
             previous = target[:, t]
         return torch.stack(out, dim=2)
 
@@ -117,49 +278,95 @@ class FastDecoder:
         latent: torch.Tensor,
         length: int,
         sampler: Callable[[torch.Tensor], torch.Tensor],
-        progress: Progress | None = None,
-        progress_offset: int = 0,
-        progress_total: int = 0,
+        phase: int = 0,
+        dtype: torch.dtype | None = None,
+        on_frame: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> torch.Tensor:
-        """Generate ``length`` samples (classes ``(batch, length)``) conditioned on ``latent``."""
+        """Generate ``length`` samples (classes ``(batch, length)``, uint8) from ``latent``.
+
+        Sample 0 lies ``phase`` samples into frame 0 of ``latent (batch, latent_dim, frames)``.
+        ``on_frame(t)`` is called at every frame start (progress); setting ``stop`` makes the
+        loop raise ``GenerationCancelled`` within ``CANCEL_CHECK`` steps.
+        """
         batch = latent.shape[0]
-        latent = latent.to(device=self.device, dtype=self.dtype)
-        state = self.new_state(batch)
-        previous = torch.full((batch,), START_CLASS, dtype=torch.long, device=self.device)
-        out = torch.empty(batch, length, dtype=torch.long, device=self.device)
         pool = self.cfg.pool
+        state = self.new_state(batch, dtype)
+        latent = latent.to(device=self.device)
+        previous = torch.full((batch,), START_CLASS, dtype=torch.long, device=self.device)
+        out = torch.empty(length, batch, dtype=torch.uint8, device=self.device)
         for t in range(length):
-            if t % pool == 0:
-                condition = self.project_condition(latent[:, :, t // pool])
-                if progress is not None:
-                    progress(progress_offset + t * batch, progress_total)
-            previous = sampler(self.step(state, t, previous, condition))
-            out[:, t] = previous
-        return out
+            if t == 0 or (t + phase) % pool == 0:
+                self.project_condition(state, latent[:, :, (t + phase) // pool])
+                if on_frame is not None:
+                    on_frame(t)
+            if stop is not None and t % CANCEL_CHECK == 0 and stop.is_set():
+                raise GenerationCancelled
+            previous = sampler(self.step(state, t, previous))
+            out[t] = previous
+        return out.t()
 
 
 class Sampler:
-    """Argmax (temperature 0) or softmax sampling from a seeded generator."""
+    """Argmax (temperature 0) or sampling by inverse CDF, one seeded random stream per batch row.
 
-    def __init__(self, temperature: float, seed: int, device: str = "cpu") -> None:
-        self.temperature = temperature
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
+    Row ``i`` draws from stream ``streams[i]`` (default ``i``) of ``seed``, so a segment's
+    output does not depend on which other segments share its batch. Uniforms are drawn in blocks
+    of ``block`` steps, so the per-row generators cost nothing per step.
+    """
+
+    def __init__(
+        self,
+        temperature: float,
+        seed: int,
+        device: str = "cpu",
+        streams: Sequence[int] | None = None,
+        block: int = 1024,
+    ) -> None:
+        self.temperature, self.seed, self.device, self.block = temperature, seed, device, block
+        self.streams = list(streams) if streams is not None else None
+        self.generators: list[torch.Generator] = []
+        self.uniforms = torch.empty(0)
+        self.position = block
+
+    def _refill(self, batch: int) -> None:
+        if not self.generators:
+            streams = self.streams if self.streams is not None else list(range(batch))
+            for stream in streams:
+                state = np.random.SeedSequence([self.seed % 2**63, stream]).generate_state(2, np.uint32)
+                generator = torch.Generator(device=self.device)
+                generator.manual_seed(int(state[0]) << 32 | int(state[1]))
+                self.generators.append(generator)
+        if len(self.generators) != batch:
+            raise ValueError(f"sampler has {len(self.generators)} streams, logits have {batch} rows")
+        draws = [torch.rand(self.block, generator=g, device=self.device) for g in self.generators]
+        self.uniforms = torch.stack(draws, dim=1)
+        self.position = 0
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         if self.temperature <= 0:
             return logits.argmax(dim=1)
-        probs = torch.softmax(logits.float() / self.temperature, dim=1)
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        if self.position == self.block:
+            self._refill(logits.shape[0])
+        u = self.uniforms[self.position]
+        self.position += 1
+        cdf = torch.softmax(logits.float() / self.temperature, dim=1).cumsum_(dim=1)
+        # right=True never picks a class of zero probability; the clamp catches u * total
+        # rounding up to the total
+        picked = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+        return picked.clamp_(max=logits.shape[1] - 1)
 
 
-def _crossfade_window(length: int, fade: int, fade_in: bool) -> np.ndarray:
+def _crossfade_window(length: int, fade: int, fade_in: bool, fade_out: bool) -> np.ndarray:
     """Raised-cosine fades that sum to one across a seam."""
     window = np.ones(length, dtype=np.float32)
+    if fade == 0:
+        return window
     ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(fade) + 0.5) / fade)).astype(np.float32)
     if fade_in:
         window[:fade] = ramp
-    window[length - fade :] = ramp[::-1]
+    if fade_out:
+        window[length - fade :] = ramp[::-1]
     return window
 
 
@@ -172,36 +379,97 @@ def generate(
 ) -> np.ndarray:
     """Decode one file's latent ``(latent_dim, frames)`` to ``length`` float samples.
 
-    The frames are cut into equal segments, generated ``options.batch_size`` at a time; each
-    segment has its own warm-up and a crossfaded tail, so memory holds one batch of decoder state
-    plus the output, whatever the file's length.
+    The frames are cut into ``plan.segments`` equal segments, generated side by side in one
+    batch per worker thread. Segment ``i`` covers samples ``[i S, (i + 1) S)``; it starts
+    generating ``warmup + crossfade`` samples earlier, conditioned on the latent there, discards
+    the warm-up and fades in over the next ``crossfade`` samples while segment ``i - 1`` fades
+    out. Memory holds the workers' decoder state and the output, whatever the file's length.
     """
     from .audio import mu_law_decode
+    from .speed import plan_generation
 
     cfg = fast.cfg
     pool, frames = cfg.pool, latent.shape[1]
-    warmup = options.warmup_frames
-    if warmup is None:
-        warmup = math.ceil(cfg.decoder_receptive_field / pool)
-    seg = max(options.min_segment_frames, math.ceil(frames / options.batch_size))
-    n_segments = math.ceil(frames / seg)
-    fade = min(options.crossfade, seg * pool)
-    tail_frames = math.ceil(fade / pool)
-    steps = (warmup + seg) * pool + fade
-    span = seg * pool
-    index = torch.arange(-warmup, seg + tail_frames)
-    sampler = Sampler(options.temperature, options.seed, options.device)
-    out = np.zeros(n_segments * span + fade, dtype=np.float32)
-    total = n_segments * steps
-    for first in range(0, n_segments, options.batch_size):
-        ids = torch.arange(first, min(first + options.batch_size, n_segments))
-        frame_ids = (ids[:, None] * seg + index[None, :]).clamp(0, frames - 1)
-        batch_latent = latent[:, frame_ids].permute(1, 0, 2)
-        classes = fast.sample(batch_latent, steps, sampler, progress, first * steps, total)
-        audio = mu_law_decode(classes[:, warmup * pool :].cpu().numpy())
-        for row, i in enumerate(ids.tolist()):
-            start = i * span
-            out[start : start + span + fade] += audio[row] * _crossfade_window(span + fade, fade, i > 0)
-    if progress is not None:
-        progress(total, total)
+    plan = plan_generation(cfg, frames, options)
+    span = plan.segment_frames * pool
+    warmup, fade = plan.warmup, plan.crossfade
+    steps = warmup + fade + span
+    first_frame, phase = divmod(-(warmup + fade), pool)  # where a segment's first step lies
+    frame_offsets = torch.arange(first_frame, first_frame + math.ceil((phase + steps) / pool))
+    out = np.zeros(plan.segments * span, dtype=np.float32)
+    total = plan.segments * steps
+    done = [0] * len(plan.batches)  # samples generated per batch, written by its worker
+    stop = threading.Event()
+
+    def report() -> None:
+        if progress is not None:
+            progress(sum(done), total)
+
+    def run(job: int) -> None:
+        ids = plan.batches[job]
+        frame_ids = torch.tensor(ids)[:, None] * plan.segment_frames + frame_offsets[None, :]
+        batch_latent = latent[:, frame_ids.clamp(0, frames - 1)].permute(1, 0, 2)
+        sampler = Sampler(options.temperature, options.seed, options.device, streams=ids)
+
+        def on_frame(t: int) -> None:
+            done[job] = t * len(ids)
+            if plan.workers == 1:  # else the main thread reports
+                report()
+
+        classes = fast.sample(batch_latent, steps, sampler, phase, plan.dtype, on_frame, stop)
+        classes = classes[:, warmup:].cpu().numpy()
+        for row, i in enumerate(ids):  # one segment at a time: no float copy of the whole batch
+            window = _crossfade_window(span + fade, fade, i > 0, i < plan.segments - 1)
+            start = i * span - fade
+            skip = max(0, -start)
+            out[start + skip : start + span + fade] += mu_law_decode(classes[row, skip:]) * window[skip:]
+        done[job] = steps * len(ids)
+
+    run_workers(run, len(plan.batches), plan.workers, stop, report)
+    report()
     return out[:length]
+
+
+def run_workers(
+    run: Callable[[int], None],
+    jobs: int,
+    workers: int,
+    stop: threading.Event | None = None,
+    report: Callable[[], object] | None = None,
+) -> None:
+    """Run ``run(0) .. run(jobs - 1)`` on ``workers`` threads of one intra-op thread each.
+
+    Torch releases the GIL inside its kernels, so threads give real parallelism at the batch
+    sizes the plan picks, without processes: nothing to pickle, no start-up cost, and errors and
+    Ctrl-C reach the caller. On failure ``stop`` is set, which ``FastDecoder.sample`` checks every
+    ``CANCEL_CHECK`` steps; ``report()`` is called from this thread every 0.2 s.
+    """
+    stop = stop or threading.Event()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a worker per core; new threads read this setting when they start
+    try:
+        if workers == 1:
+            for job in range(jobs):
+                run(job)
+            return
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="musictranslate-generate")
+
+        def task(job: int) -> None:
+            with torch.inference_mode():
+                run(job)
+
+        try:
+            pending = {pool.submit(task, job) for job in range(jobs)}
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                if report is not None:
+                    report()
+                for future in finished:
+                    future.result()  # the first error propagates
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        torch.set_num_threads(threads)

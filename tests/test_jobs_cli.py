@@ -459,3 +459,15 @@ def test_seed_is_written_into_the_output_metadata(registry: Path, wav: Path, ext
     assert result.exit_code == 0, result.output
     comment = sf.SoundFile(out).comment
     assert "seed=1234" in comment and "domain=piano" in comment and "model=tiny" in comment
+
+
+def test_generation_plan_can_be_pinned_and_a_bad_dtype_is_a_usage_error(registry: Path, wav: Path) -> None:
+    base = ["translate", str(wav), "--to", "piano", "-m", "tiny", "--models", str(registry), "-q", "--force"]
+    out = wav.with_name("pinned.wav")
+    pinned = runner.invoke(
+        app, [*base, "-o", str(out), "--batch-size", "3", "--dtype", "float32", "--workers", "1"]
+    )
+    assert pinned.exit_code == 0, pinned.output
+    assert sf.info(out).frames == sf.info(wav).frames
+    bad = runner.invoke(app, [*base, "--dtype", "float8"])
+    assert bad.exit_code == 2 and "float8" in bad.output

@@ -112,9 +112,10 @@ def test_the_wheel_ships_exactly_the_model_files(installed: Installed) -> None:
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     manifest = json.loads((installed.model / "manifest.json").read_text())
     weights = [manifest["encoder"], manifest["confusion"], *manifest["decoders"].values()]
-    expected = {"manifest.json", *(entry["file"] for entry in weights)}
+    card = {"README.md"} if (installed.model / "README.md").is_file() else set()
+    expected = {"manifest.json", *card, *(entry["file"] for entry in weights)}
     shipped = {n.removeprefix("musictranslate/_models/default/") for n in names if "/_models/" in n}
-    assert shipped == expected  # no resume checkpoint, no logs
+    assert shipped == expected  # the model card, no resume checkpoint, no logs
     assert not any(n.startswith(("tests/", "models/")) for n in names)
 
 

@@ -40,7 +40,21 @@ SeedOption = Annotated[
         "--seed", help="Seeds Python, numpy and torch: the same seed gives the same output (on one machine)."
     ),
 ]
-BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Segments generated in parallel.")]
+BatchOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--batch-size", min=1, help="Segments generated side by side (default: from length and CPU)."
+    ),
+]
+DtypeOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--dtype", help="float32 or bfloat16 for generation (default: bfloat16 where the CPU gains)."
+    ),
+]
+WorkersOption = Annotated[
+    Optional[int], typer.Option("--workers", min=1, help="Generation threads (default: one per core).")
+]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
 OutOption = Annotated[
     Optional[Path],
@@ -75,7 +89,9 @@ def _run_and_report(
     threads: int | None,
     seed: int,
     temperature: float,
-    batch_size: int,
+    batch_size: int | None,
+    dtype: str | None,
+    workers: int | None,
     force: bool,
     match_loudness: bool,
     json_output: bool,
@@ -83,16 +99,27 @@ def _run_and_report(
 ) -> None:
     """What ``translate`` and ``blend`` share once their inputs are planned: set up the runtime,
     load the model, check every domain before any work, run, report, and exit 0 or 1."""
-    from ..generate import GenerationOptions
+    from ..generate import GenerationOptions, resolve_dtype
     from ..jobs import RunOptions, check_domains, configure_runtime, run
     from ..registry import load_model
+
+    if dtype is not None:
+        try:
+            resolve_dtype(dtype)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--dtype") from None
 
     with user_errors():
         resolved = configure_runtime(device, threads, seed)
         loaded = load_model(model, models)
         check_domains(loaded, domains)
         generation = GenerationOptions(
-            temperature=temperature, seed=seed, batch_size=batch_size, device=resolved
+            temperature=temperature,
+            seed=seed,
+            batch_size=batch_size,
+            dtype=dtype,
+            workers=workers,
+            device=resolved,
         )
         results = run(
             loaded,
@@ -171,7 +198,9 @@ def translate_command(
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
     temperature: TemperatureOption = 1.0,
-    batch_size: BatchOption = 64,
+    batch_size: BatchOption = None,
+    dtype: DtypeOption = None,
+    workers: WorkersOption = None,
     match_loudness: LoudnessOption = True,
     force: ForceOption = False,
     json_output: JsonOption = False,
@@ -198,6 +227,8 @@ def translate_command(
         seed=seed,
         temperature=temperature,
         batch_size=batch_size,
+        dtype=dtype,
+        workers=workers,
         force=force,
         match_loudness=match_loudness,
         json_output=json_output,
@@ -222,7 +253,9 @@ def blend_command(
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
     temperature: TemperatureOption = 1.0,
-    batch_size: BatchOption = 64,
+    batch_size: BatchOption = None,
+    dtype: DtypeOption = None,
+    workers: WorkersOption = None,
     match_loudness: LoudnessOption = True,
     force: ForceOption = False,
     json_output: JsonOption = False,
@@ -247,6 +280,8 @@ def blend_command(
         seed=seed,
         temperature=temperature,
         batch_size=batch_size,
+        dtype=dtype,
+        workers=workers,
         force=force,
         match_loudness=match_loudness,
         json_output=json_output,

@@ -1,0 +1,210 @@
+"""How to generate fast on this machine: segments, batch size, dtype and worker threads.
+
+Generation cost is ``steps x step_time(batch)``, and a step costs a fixed overhead per layer
+(Python and kernel launches, about the same at batch 1 and 64) plus the FLOPs of the batch. Long
+files are therefore cut into many segments generated side by side, but each segment first pays a
+warm-up of one receptive field, so more segments is not always faster: the plan below picks the
+number of segments, the dtype and the workers that minimise a cost model measured on a 2-core AMD
+EPYC (Zen 4) with torch 2.13 (``python -m bench`` measures it again). The model's constants only
+decide *which* plan wins, so a different CPU still gets a sensible plan.
+
+The choice depends only on the file length, the model's sizes, the number of CPU threads torch
+may use and whether the CPU has native bf16 dot products (``avx512_bf16`` or ``amx_bf16``) — never
+on a timing taken at run time — so the same input, seed and machine give the same output.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+import torch
+
+from .config import ModelConfig
+
+if TYPE_CHECKING:
+    from .generate import GenerationOptions
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Seconds for one generation step on one core: ``layers * overhead + flops / rate``."""
+
+    layer_overhead: float  # seconds per layer per step, whatever the batch
+    flop_rate: float  # FLOP/s reached by the step's matmuls and gates at large batch
+
+
+STEP_COSTS: dict[torch.dtype, StepCost] = {
+    torch.float32: StepCost(layer_overhead=6e-6, flop_rate=56e9),
+    torch.bfloat16: StepCost(layer_overhead=45e-6, flop_rate=106e9),
+}
+"""Fitted on the 2-core EPYC above, one thread per worker (see ``bench/generation.py``)."""
+
+MAX_STATE_BYTES = 256 * 2**20
+"""Decoder state (rings) allowed for all segments at once: memory stays flat on long files."""
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far reduced-precision generation may stray from fp32, teacher-forced on the same
+    audio: total-variation distance between the next-sample distributions (mean over samples
+    and 99th percentile; a lone sample whose two best classes are nearly tied can flip, so the
+    worst one is not bounded), and the change in cross-entropy (nats, relative above 1 nat)."""
+
+    mean_tv: float
+    p99_tv: float
+    cross_entropy: float
+
+
+BF16_TOLERANCE = Tolerance(mean_tv=0.01, p99_tv=0.1, cross_entropy=0.02)
+"""What bf16 generation guarantees (tests/test_speed.py checks it on a sharp and a broad model).
+Measured: mean TV 0.0004-0.003, 99th percentile 0.0006-0.04, cross-entropy within 0.6%."""
+
+
+def flops_per_sample(cfg: ModelConfig) -> int:
+    """Multiply-adds x 2 of one cached step per stream (the conditioning is per frame)."""
+    r, s, n = cfg.residual_channels, cfg.skip_channels, cfg.decoder_blocks * cfg.decoder_layers
+    layers = n * (2 * r) * (2 * r) + (n - 1) * r * r + n * r * s
+    head = s * s + s * cfg.n_classes
+    condition = cfg.latent_dim * n * 2 * r / cfg.pool
+    return int(2 * (layers + head + condition))
+
+
+def state_bytes(cfg: ModelConfig, dtype: torch.dtype) -> int:
+    """Bytes of ring buffers one segment needs (dilation + 2 slots per layer)."""
+    dilations = [2**i for _ in range(cfg.decoder_blocks) for i in range(cfg.decoder_layers)]
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    return sum(d + 2 for d in dilations) * cfg.residual_channels * itemsize
+
+
+def step_seconds(cfg: ModelConfig, dtype: torch.dtype, batch: int) -> float:
+    """Modelled time of one step of ``batch`` streams on one core."""
+    cost = STEP_COSTS[dtype]
+    layers = cfg.decoder_blocks * cfg.decoder_layers + 2  # + the skip matmul and the head
+    return layers * cost.layer_overhead + batch * flops_per_sample(cfg) / cost.flop_rate
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16() -> bool:
+    """True where bf16 matmuls run on bf16 dot-product instructions (faster than fp32)."""
+    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+
+
+def available_workers() -> int:
+    """CPU threads torch may use here (``--threads`` lowers it), at most the usable cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(torch.get_num_threads(), cores))
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """How one file is generated: ``segments`` of ``segment_frames`` frames, split into
+    ``batches`` (segment indices) run by ``workers`` threads in ``dtype``."""
+
+    dtype: torch.dtype
+    workers: int
+    segments: int
+    segment_frames: int
+    warmup: int  # samples generated and discarded before each segment's crossfade
+    crossfade: int  # samples
+    batches: tuple[tuple[int, ...], ...]
+    seconds: float  # modelled wall time
+
+    @property
+    def batch_size(self) -> int:
+        """Segments in the largest batch: what one worker steps at once."""
+        return max(len(b) for b in self.batches)
+
+    def describe(self) -> str:
+        name = str(self.dtype).removeprefix("torch.")
+        return (
+            f"{self.segments} segments of {self.segment_frames} frames, {self.workers} worker(s) "
+            f"x batch {self.batch_size}, {name}, warm-up {self.warmup}, crossfade {self.crossfade}"
+        )
+
+
+def _split(segments: int, workers: int) -> tuple[tuple[int, ...], ...]:
+    """Consecutive segments in ``workers`` batches whose sizes differ by at most one."""
+    size, extra = divmod(segments, workers)
+    batches, start = [], 0
+    for i in range(workers):
+        stop = start + size + (i < extra)
+        batches.append(tuple(range(start, stop)))
+        start = stop
+    return tuple(b for b in batches if b)
+
+
+def plan_generation(
+    cfg: ModelConfig,
+    frames: int,
+    options: GenerationOptions,
+    workers: int | None = None,
+    bf16: bool | None = None,
+) -> GenerationPlan:
+    """The fastest plan (by the cost model) for ``frames`` latent frames, within ``options``.
+
+    Fields of ``options`` that are set (``batch_size``, ``dtype``, ``workers``) are kept;
+    ``workers`` and ``bf16`` here override what this machine reports (for tests and benchmarks).
+    """
+    from .generate import resolve_dtype
+
+    pool = cfg.pool
+    crossfade = max(0, options.crossfade)
+    warmup = max(0, cfg.decoder_receptive_field if options.warmup is None else options.warmup)
+    on_cpu = options.device == "cpu"
+    if options.workers is not None:
+        workers = options.workers
+    elif workers is None:
+        workers = available_workers() if on_cpu else 1
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if options.dtype is not None:
+        dtypes = [resolve_dtype(options.dtype)]
+    elif on_cpu and (native_bf16() if bf16 is None else bf16):
+        dtypes = [torch.float32, torch.bfloat16]
+    else:
+        dtypes = [torch.float32]
+    min_frames = max(1, options.min_segment_frames)
+    if options.batch_size is not None:
+        if options.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {options.batch_size}")
+        counts = [options.batch_size]
+    else:
+        counts = list(range(1, max(1, frames // min_frames) + 1))
+    best: GenerationPlan | None = None
+    for dtype in dtypes:
+        most = max(1, MAX_STATE_BYTES // state_bytes(cfg, dtype))
+        for wanted in counts:
+            if options.batch_size is None and wanted > most:
+                break
+            segment_frames = max(min_frames, math.ceil(frames / wanted))
+            segments = math.ceil(frames / segment_frames)
+            batches = _split(segments, min(workers, segments))
+            steps = warmup + crossfade + segment_frames * pool
+            seconds = steps * step_seconds(cfg, dtype, max(len(b) for b in batches))
+            if best is None or seconds < best.seconds:
+                best = GenerationPlan(
+                    dtype, len(batches), segments, segment_frames, warmup, crossfade, batches, seconds
+                )
+    assert best is not None
+    return best
