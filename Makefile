@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install system-deps demo test lint bench data clean
+.PHONY: install system-deps demo test lint bench data train-default clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ bench: install
 
 data: install
 	$(PY) -m musictranslate.recipes.build --out data
+
+# Trains (or, when models/default.train holds a checkpoint, resumes) the shipped default model.
+# Checkpoints every 25 steps, so a session that ends mid-run loses at most a few minutes.
+DEFAULT_TRAIN = --out models/default --preset small --steps 100000 --batch-size 8 --segment 0.5 \
+	--bf16 --checkpoint-every 25 --workers 1
+train-default: data
+	$(BIN)/musictranslate train data/train $(DEFAULT_TRAIN) \
+		$$([ -f models/default.train/checkpoint/state.json ] && echo --resume)
 
 clean:
 	rm -rf out build dist *.egg-info
