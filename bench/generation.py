@@ -1,8 +1,8 @@
 """Generation speed: samples/s and real-time factor of the cached step, against naive recompute.
 
 For the paper and small presets and the shipped default model, at batch 1, 16, 64 and 256, in
-float32 and bfloat16, on one worker thread and on two (each worker steps its own batch of that
-size, one intra-op thread each — what ``generate`` does). The time counts sampling but not
+float32 and bfloat16, on one worker and on two (each worker steps its own batch of that size in
+its own forked process, one intra-op thread each — what ``generate`` does). The time counts sampling but not
 allocating the state. "Naive" recomputes the decoder over its whole receptive field for every
 sample (batch 1, one thread), the baseline the cached step exists to beat; it is measured in the
 same run, on a few hundred samples at most.
@@ -16,9 +16,10 @@ import time
 import torch
 
 from musictranslate.config import SAMPLE_RATE
-from musictranslate.generate import FastDecoder, Sampler, run_workers
+from musictranslate.generate import FastDecoder, Sampler
 from musictranslate.model import START_CLASS, Decoder
 from musictranslate.speed import flops_per_sample, step_seconds
+from musictranslate.workers import run_workers
 
 from . import BenchModel, Stopwatch, bench_models, best_of, rate, realtime, table
 
@@ -27,24 +28,26 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def cached_rate(fast: FastDecoder, dtype: torch.dtype, batch: int, workers: int, seconds: float) -> float:
-    """Samples/s of ``workers`` threads each generating ``batch`` streams for about ``seconds``."""
+    """Samples/s of ``workers`` workers each generating ``batch`` streams for about ``seconds``."""
     cfg = fast.cfg
     steps = int(min(4000, max(16, seconds / step_seconds(cfg, dtype, batch))))
     latent = torch.randn(batch, cfg.latent_dim, steps // cfg.pool + 2)
     fast.weights(dtype)  # converted once, outside the timing
-    starts, ends = [0.0] * workers, [0.0] * workers
 
-    def run(job: int) -> None:
+    def run(job: int) -> tuple[float, float]:
+        """When this worker's sampling started (its state allocated) and ended."""
+        start = [0.0]
+
         def started(t: int) -> None:
-            if t == 0:  # the state is allocated: the clock starts now
-                starts[job] = time.perf_counter()
+            if t == 0:
+                start[0] = time.perf_counter()
 
         sampler = Sampler(1.0, job, streams=range(batch))
         fast.sample(latent, steps, sampler, dtype=dtype, on_frame=started)
-        ends[job] = time.perf_counter()
+        return start[0], time.perf_counter()
 
-    run_workers(run, workers, workers)
-    return workers * batch * steps / (max(ends) - min(starts))
+    spans = run_workers(run, workers, workers)
+    return workers * batch * steps / (max(end for _, end in spans) - min(start for start, _ in spans))
 
 
 @torch.inference_mode()

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from musictranslate.generate import run_workers
+from musictranslate.workers import run_workers
 
 from . import best_of, table
 
@@ -26,25 +26,27 @@ def _gemm_rate(dtype: torch.dtype, workers: int, threads: int, seconds: float) -
     a = [torch.randn(SIZE, SIZE).to(dtype) for _ in range(workers)]
     b = [torch.randn(SIZE, SIZE).to(dtype) for _ in range(workers)]
     out = [torch.empty(SIZE, SIZE, dtype=dtype) for _ in range(workers)]
-    counts = [0] * workers
     deadline = time.perf_counter() + seconds
 
-    def run(job: int) -> None:
+    def run(job: int) -> int:
+        """Matmuls done before the deadline (a forked worker's counts come back as results)."""
         torch.mm(a[job], b[job], out=out[job])  # warm: packing buffers, thread pool
+        count = 0
         while time.perf_counter() < deadline:
             torch.mm(a[job], b[job], out=out[job])
-            counts[job] += 1
+            count += 1
+        return count
 
     start = time.perf_counter()
     if workers == 1:
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            run(0)
+            counts = [run(0)]
         finally:
             torch.set_num_threads(previous)
     else:
-        run_workers(run, workers, workers)
+        counts = run_workers(run, workers, workers)
     return sum(counts) * 2 * SIZE**3 / (time.perf_counter() - start)
 
 

@@ -17,8 +17,8 @@ costs one small matmul per layer. What makes the step fast on a CPU (measured, s
   sigmoid is several times faster than its tanh) and one ``addcmul``; the factor 2 and the sign
   are folded into the weights.
 
-Long input is cut into segments generated side by side as one batch per worker thread (see
-``speed.plan_generation`` for how many, in which dtype, on how many threads). Each segment first
+Long input is cut into segments generated side by side as one batch per worker (a forked process
+on Linux, see ``workers.py``; ``speed.plan_generation`` picks how many, in which dtype). Each segment first
 generates a warm-up (a receptive field) from the latent of the audio before it, then a crossfade
 that overlaps the previous segment's last samples, so seams do not click. Every segment draws its
 random numbers from its own seeded stream, so the output depends on the seed and the
@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 from .model import START_CLASS, Decoder
+from .workers import run_workers, shared_counters
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` with generated sample counts."""
@@ -57,7 +57,7 @@ class GenerationOptions:
 
     ``None`` means "choose automatically" (``speed.plan_generation``): the batch size from the
     file's length and the CPU, the dtype from the CPU (bfloat16 where it has native bf16 dot
-    products and the batch is large enough to gain), one worker thread per CPU thread torch may
+    products and the batch is large enough to gain), one worker (process or thread) per CPU thread torch may
     use. The output depends on the seed, ``batch_size`` (the segmentation), ``warmup``,
     ``crossfade`` and ``dtype``, never on ``workers``: fix ``batch_size`` and ``dtype`` to get
     the same output on any machine.
@@ -70,7 +70,7 @@ class GenerationOptions:
     warmup: int | None = None  # samples before each segment's crossfade; None: receptive field
     crossfade: int = 400  # samples
     dtype: DTypeLike | None = None  # torch.float32, torch.bfloat16, "float32", "bfloat16"
-    workers: int | None = None  # threads generating batches side by side, one core each
+    workers: int | None = None  # workers generating batches side by side, one core each
     device: str = "cpu"
 
 
@@ -153,7 +153,7 @@ class _Layer(NamedTuple):
 
 
 class DecoderState:
-    """One batch's rings and scratch buffers: what a generation stream owns (one per thread)."""
+    """One batch's rings and scratch buffers: what a generation stream owns (one per worker)."""
 
     def __init__(
         self, weights: _Weights, dilations: Sequence[int], batch: int, dtype: torch.dtype, device: str
@@ -380,7 +380,7 @@ def generate(
     """Decode one file's latent ``(latent_dim, frames)`` to ``length`` float samples.
 
     The frames are cut into ``plan.segments`` equal segments, generated side by side in one
-    batch per worker thread. Segment ``i`` covers samples ``[i S, (i + 1) S)``; it starts
+    batch per worker. Segment ``i`` covers samples ``[i S, (i + 1) S)``; it starts
     generating ``warmup + crossfade`` samples earlier, conditioned on the latent there, discards
     the warm-up and fades in over the next ``crossfade`` samples while segment ``i - 1`` fades
     out. Memory holds the workers' decoder state and the output, whatever the file's length.
@@ -398,14 +398,15 @@ def generate(
     frame_offsets = torch.arange(first_frame, first_frame + math.ceil((phase + steps) / pool))
     out = np.zeros(plan.segments * span, dtype=np.float32)
     total = plan.segments * steps
-    done = [0] * len(plan.batches)  # samples generated per batch, written by its worker
+    done = shared_counters(len(plan.batches))  # samples generated per batch, by its worker
     stop = threading.Event()
+    fast.weights(plan.dtype)  # converted once, before workers fork and share it
 
     def report() -> None:
         if progress is not None:
-            progress(sum(done), total)
+            progress(int(done.sum()), total)
 
-    def run(job: int) -> None:
+    def run(job: int) -> np.ndarray:
         ids = plan.batches[job]
         frame_ids = torch.tensor(ids)[:, None] * plan.segment_frames + frame_offsets[None, :]
         batch_latent = latent[:, frame_ids.clamp(0, frames - 1)].permute(1, 0, 2)
@@ -413,63 +414,19 @@ def generate(
 
         def on_frame(t: int) -> None:
             done[job] = t * len(ids)
-            if plan.workers == 1:  # else the main thread reports
+            if plan.workers == 1:  # else the calling thread reports
                 report()
 
         classes = fast.sample(batch_latent, steps, sampler, phase, plan.dtype, on_frame, stop)
-        classes = classes[:, warmup:].cpu().numpy()
+        done[job] = steps * len(ids)
+        return classes[:, warmup:].cpu().numpy()
+
+    results = run_workers(run, len(plan.batches), plan.workers, stop, report)
+    for ids, classes in zip(plan.batches, results, strict=True):
         for row, i in enumerate(ids):  # one segment at a time: no float copy of the whole batch
             window = _crossfade_window(span + fade, fade, i > 0, i < plan.segments - 1)
             start = i * span - fade
             skip = max(0, -start)
             out[start + skip : start + span + fade] += mu_law_decode(classes[row, skip:]) * window[skip:]
-        done[job] = steps * len(ids)
-
-    run_workers(run, len(plan.batches), plan.workers, stop, report)
     report()
     return out[:length]
-
-
-def run_workers(
-    run: Callable[[int], None],
-    jobs: int,
-    workers: int,
-    stop: threading.Event | None = None,
-    report: Callable[[], object] | None = None,
-) -> None:
-    """Run ``run(0) .. run(jobs - 1)`` on ``workers`` threads of one intra-op thread each.
-
-    Torch releases the GIL inside its kernels, so threads give real parallelism at the batch
-    sizes the plan picks, without processes: nothing to pickle, no start-up cost, and errors and
-    Ctrl-C reach the caller. On failure ``stop`` is set, which ``FastDecoder.sample`` checks every
-    ``CANCEL_CHECK`` steps; ``report()`` is called from this thread every 0.2 s.
-    """
-    stop = stop or threading.Event()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a worker per core; new threads read this setting when they start
-    try:
-        if workers == 1:
-            for job in range(jobs):
-                run(job)
-            return
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="musictranslate-generate")
-
-        def task(job: int) -> None:
-            with torch.inference_mode():
-                run(job)
-
-        try:
-            pending = {pool.submit(task, job) for job in range(jobs)}
-            while pending:
-                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-                if report is not None:
-                    report()
-                for future in finished:
-                    future.result()  # the first error propagates
-        except BaseException:
-            stop.set()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    finally:
-        torch.set_num_threads(threads)

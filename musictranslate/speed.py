@@ -1,4 +1,4 @@
-"""How to generate fast on this machine: segments, batch size, dtype and worker threads.
+"""How to generate fast on this machine: segments, batch size, dtype and workers.
 
 Generation cost is ``steps x step_time(batch)``, and a step costs a fixed overhead per layer
 (Python and kernel launches, about the same at batch 1 and 64) plus the FLOPs of the batch. Long
@@ -119,7 +119,7 @@ def available_workers() -> int:
 @dataclass(frozen=True)
 class GenerationPlan:
     """How one file is generated: ``segments`` of ``segment_frames`` frames, split into
-    ``batches`` (segment indices) run by ``workers`` threads in ``dtype``."""
+    ``batches`` (segment indices) run by ``workers`` workers in ``dtype``."""
 
     dtype: torch.dtype
     workers: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from musictranslate.generate import FastDecoder, GenerationOptions, Sampler, gen
 from musictranslate.model import ConfusionNet, Decoder, Encoder
 from musictranslate.registry import save_model
 from musictranslate.speed import BF16_TOLERANCE, MAX_STATE_BYTES, plan_generation, state_bytes
+from musictranslate.workers import forking
 
 from .conftest import tone
 
@@ -152,6 +154,24 @@ def test_a_failing_worker_stops_the_others_and_the_error_reaches_the_caller() ->
         )
     assert time.perf_counter() - started < 20
     assert torch.get_num_threads() == threads  # restored
+
+
+@pytest.mark.skipif(not forking(), reason="workers are forked processes only on Linux")
+def test_a_worker_process_that_dies_gives_an_error_not_a_hang() -> None:
+    torch.manual_seed(6)
+    cfg = preset("tiny")
+    fast = FastDecoder(Decoder(cfg).eval())
+    real_sample = fast.sample
+
+    def sample(latent: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if latent.shape[0] == 1:
+            os._exit(9)  # what the kernel's OOM killer leaves behind, as far as the parent sees
+        return real_sample(latent, *args, **kwargs)
+
+    fast.sample = sample  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="worker process died.*fewer workers"):
+        options = GenerationOptions(batch_size=3, workers=2)
+        generate(fast, torch.randn(cfg.latent_dim, 30), 30 * cfg.pool, options)
 
 
 def test_sampler_draws_from_the_softmax() -> None:
