@@ -18,8 +18,10 @@ import torch.nn.functional as F
 
 from .audio import check_audible, companded, mu_law_encode
 from .config import SAMPLE_RATE
-from .generate import FastDecoder, GenerationOptions, Progress, generate
+from .fast_encoder import FastEncoder
+from .generate import DTypeLike, FastDecoder, GenerationOptions, Progress, generate, resolve_dtype
 from .registry import Model, load_model
+from .speed import native_bf16
 
 ENCODE_CHUNK_FRAMES = 600
 """Frames (30 s at the paper's pool) encoded per chunk, so memory stays flat on long files."""
@@ -32,8 +34,11 @@ def _as_model(model: Model | str | None) -> Model:
 
 
 @torch.inference_mode()
-def encode(model: Model, audio: np.ndarray) -> torch.Tensor:
+def encode(model: Model, audio: np.ndarray, dtype: DTypeLike | None = None) -> torch.Tensor:
     """Audio -> latent ``(latent_dim, frames)``, one frame per ``pool`` samples (end zero-padded).
+
+    ``dtype`` None means bfloat16 where the CPU has native bf16 dot products (3x faster; see
+    ``fast_encoder.py`` for what it costs in accuracy), else float32.
 
     Chunks overlap by the encoder's receptive field and only each chunk's valid centre is kept,
     so the result equals encoding the whole file at once while memory stays bounded. Each chunk
@@ -46,6 +51,8 @@ def encode(model: Model, audio: np.ndarray) -> torch.Tensor:
     silence = float(companded(np.array(128)))
     context = math.ceil(cfg.encoder_context / pool) * pool
     chunk = ENCODE_CHUNK_FRAMES * pool
+    automatic = torch.bfloat16 if native_bf16() else torch.float32
+    fast = FastEncoder(model.encoder, resolve_dtype(dtype, default=automatic))
     # written in place: small per-chunk results kept between large freed temporaries fragment
     # the heap so that resident memory grows with the file (glibc), however small each chunk is
     latent = torch.empty(cfg.latent_dim, total // pool)
@@ -54,8 +61,8 @@ def encode(model: Model, audio: np.ndarray) -> torch.Tensor:
         lo, hi = max(0, start - context), min(total, stop + context)
         piece = companded(mu_law_encode(audio[lo:hi]))
         signal = F.pad(torch.from_numpy(piece), (0, hi - lo - len(piece)), value=silence)
-        features = model.encoder.features(signal[None])[:, :, start - lo : stop - lo]
-        latent[:, start // pool : stop // pool] = F.avg_pool1d(features, pool)[0]
+        features = fast.features(signal)[start - lo : stop - lo]
+        latent[:, start // pool : stop // pool] = features.reshape(-1, pool, cfg.latent_dim).mean(1).t()
     return latent
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from musictranslate import load_model, translate
+from musictranslate import encode, load_model, translate
 from musictranslate.audio import companded, mu_law_encode
 from musictranslate.config import SAMPLE_RATE, preset
 from musictranslate.generate import FastDecoder, GenerationOptions, Sampler, generate, resolve_dtype
@@ -119,6 +119,20 @@ def test_bf16_matches_fp32_within_the_stated_tolerance(model_kind: str, tone_mod
     assert distance.quantile(0.99).item() <= BF16_TOLERANCE.p99_tv
     ce_exact, ce_reduced = F.cross_entropy(exact, target).item(), F.cross_entropy(reduced, target).item()
     assert abs(ce_reduced - ce_exact) <= BF16_TOLERANCE.cross_entropy * max(ce_exact, 1.0)
+
+
+@pytest.mark.parametrize("model_kind", ["tone", "default"])
+def test_bf16_encoding_changes_the_output_within_tolerance(model_kind: str, tone_model: Path) -> None:
+    model = load_model(str(tone_model) if model_kind == "tone" else "default")
+    source = tone(0.5, TONE_HZ)
+    exact, reduced = (encode(model, source, dtype=dtype) for dtype in ("float32", "bfloat16"))
+    assert 0 < (exact - reduced).abs().max() < 0.05 * exact.abs().max()  # bf16 did run, and is close
+    decoder = model.decoder(model.domains[0])
+    target = torch.from_numpy(mu_law_encode(source))[None]
+    with torch.inference_mode():
+        distance = _total_variation(decoder(target, exact[None]), decoder(target, reduced[None]))
+    assert distance.mean().item() <= BF16_TOLERANCE.mean_tv
+    assert distance.quantile(0.99).item() <= BF16_TOLERANCE.p99_tv
 
 
 def test_output_does_not_depend_on_workers_or_batching() -> None:
