@@ -67,7 +67,7 @@ class GenerationOptions:
     seed: int = 0
     batch_size: int | None = None  # segments generated side by side, over all workers
     min_segment_frames: int = 10
-    warmup: int | None = None  # samples before each segment's crossfade; None: receptive field
+    warmup: int | None = None  # samples before each segment's crossfade; None: speed.default_warmup
     crossfade: int = 400  # samples
     dtype: DTypeLike | None = None  # torch.float32, torch.bfloat16, "float32", "bfloat16"
     workers: int | None = None  # workers generating batches side by side, one core each

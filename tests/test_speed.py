@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -20,7 +21,13 @@ from musictranslate.config import SAMPLE_RATE, preset
 from musictranslate.generate import FastDecoder, GenerationOptions, Sampler, generate, resolve_dtype
 from musictranslate.model import ConfusionNet, Decoder, Encoder
 from musictranslate.registry import save_model
-from musictranslate.speed import BF16_TOLERANCE, MAX_STATE_BYTES, plan_generation, state_bytes
+from musictranslate.speed import (
+    BF16_TOLERANCE,
+    MAX_STATE_BYTES,
+    default_warmup,
+    plan_generation,
+    state_bytes,
+)
 from musictranslate.workers import forking
 
 from .conftest import tone
@@ -135,6 +142,31 @@ def test_bf16_encoding_changes_the_output_within_tolerance(model_kind: str, tone
     assert distance.quantile(0.99).item() <= BF16_TOLERANCE.p99_tv
 
 
+def test_the_default_warmup_forgets_a_segment_start_within_tolerance() -> None:
+    """Cutting the shipped model's context at the default warm-up barely moves its output."""
+    model = load_model("default")
+    cfg, pool = model.config, model.config.pool
+    melody = np.concatenate([tone(0.6, hz) for hz in (330.0, 392.0, 262.0, 440.0)])
+    latent = encode(model, melody)[None]
+    target = torch.from_numpy(mu_law_encode(melody))[None]
+    warmup, heard = default_warmup(cfg), 400  # what a segment throws away, then its crossfade
+    full_context = math.ceil(cfg.decoder_receptive_field / pool)
+    distances = []
+    with torch.inference_mode():
+        for frame in (4, 9, 14):  # each cut starts a frame, where a segment's latent starts
+            position = frame * pool + warmup
+            for domain in model.domains:
+                decoder = model.decoder(domain)
+                logits = [
+                    decoder(target[:, start * pool : position + heard], latent[:, :, start:])[:, :, -heard:]
+                    for start in (frame - full_context, frame)
+                ]
+                distances.append(_total_variation(*logits))
+    distance = torch.cat(distances, dim=1)
+    assert distance.mean().item() <= BF16_TOLERANCE.mean_tv
+    assert distance.quantile(0.99).item() <= BF16_TOLERANCE.p99_tv
+
+
 def test_output_does_not_depend_on_workers_or_batching() -> None:
     torch.manual_seed(4)
     cfg = preset("tiny")
@@ -231,7 +263,7 @@ def test_plan_covers_the_file_and_memory_stays_bounded(seconds: float) -> None:
     assert sorted(i for batch in plan.batches for i in batch) == list(range(plan.segments))
     assert plan.workers == len(plan.batches) <= 2
     assert plan.segments * state_bytes(cfg, plan.dtype) <= MAX_STATE_BYTES
-    assert plan.warmup == cfg.decoder_receptive_field and plan.crossfade == 400
+    assert plan.warmup == default_warmup(cfg) and plan.crossfade == 400
 
 
 def test_plan_grows_the_batch_with_the_file() -> None:
