@@ -1,6 +1,6 @@
 """Generation speed: samples/s and real-time factor of the cached step, against naive recompute.
 
-For the paper and small presets and the shipped default model, at batch 1, 16, 64 and 256, in
+For the paper and small presets and the shipped default model, at batch 1, 16, 64, 256, 512, in
 float32 and bfloat16, on one worker and on two (each worker steps its own batch of that size in
 its own forked process, one intra-op thread each — what ``generate`` does). The time counts sampling but not
 allocating the state. "Naive" recomputes the decoder over its whole receptive field for every
@@ -23,7 +23,7 @@ from musictranslate.workers import run_workers
 
 from . import BenchModel, Stopwatch, bench_models, best_of, rate, realtime, table
 
-BATCHES = (1, 16, 64, 256)
+BATCHES = (1, 16, 64, 256, 512)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 

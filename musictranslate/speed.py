@@ -43,7 +43,7 @@ STEP_COSTS: dict[torch.dtype, StepCost] = {
 }
 """Fitted on the 2-core EPYC above, one thread per worker (see ``bench/generation.py``)."""
 
-MAX_STATE_BYTES = 256 * 2**20
+MAX_STATE_BYTES = 1024 * 2**20
 """Decoder state (rings) allowed for all segments at once: memory stays flat on long files."""
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")

@@ -224,6 +224,12 @@ def test_build_tiny_subset_layout(tmp_path: Path) -> None:
         assert a == b  # parallel: same pieces in every domain
     for pid, entry in manifest["pieces"].items():
         assert (tmp_path / entry["split"] / "organ" / f"{pid}.flac").exists()
+    # the whistle evaluation set: whistled test tunes beside their parallel renders
+    chosen = manifest["eval_whistle"]["pieces"]
+    assert chosen and all(manifest["pieces"][p]["split"] == "test" for p in chosen)
+    for pid in chosen:
+        for folder, ext in (("whistle", "wav"), ("piano", "flac"), ("organ", "flac")):
+            assert (tmp_path / "eval_whistle" / folder / f"{pid}.{ext}").stat().st_size > 1000
 
 
 # --- whistle ------------------------------------------------------------------------------

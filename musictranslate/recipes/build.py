@@ -280,7 +280,7 @@ def build(
     groups: dict[str, set[str]] = {}
     for pid, a in assignment.items():
         groups.setdefault(a.group, set()).add(pid)
-    from .whistle import MELODY
+    from .whistle import EVAL_FOLDER, EVAL_SECONDS, MELODY, write_eval_set
 
     whistle_melody = [p for _, p in MELODY if p > 0]
     train_windows: set[tuple[int, ...]] = set()
@@ -344,6 +344,12 @@ def build(
         },
         "disk_bytes": {s: _dir_bytes(out / s) for s in (*SPLITS, "midi") if (out / s).is_dir()},
         "pieces": piece_entries,
+    }
+    test_pieces = {p: e["duration"] for p, e in piece_entries.items() if e["split"] == "test"}
+    manifest["eval_whistle"] = {
+        "folder": EVAL_FOLDER,
+        "seconds": EVAL_SECONDS,
+        "pieces": write_eval_set(out, test_pieces, domains),
     }
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")

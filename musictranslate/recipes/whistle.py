@@ -212,6 +212,39 @@ def synthesize(
     return audio.astype(np.float32)
 
 
+EVAL_FOLDER = "eval_whistle"
+EVAL_PIECES = 3
+EVAL_SECONDS = 12.0
+
+
+def write_eval_set(
+    data: Path,
+    test_pieces: dict[str, float],
+    domains: Sequence[str],
+    count: int = EVAL_PIECES,
+    seconds: float = EVAL_SECONDS,
+) -> list[str]:
+    """``data/eval_whistle``: whistled test-split folk tunes beside their instrument renders.
+
+    The paper's headline is whistle -> instrument, and scoring it needs a whistle whose notes
+    are known in every domain. ``test_pieces`` maps test-split piece ids to their durations; the
+    first ``count`` Essen tunes (monophonic) by id that last 11-60 s are whistled from their MIDI
+    and their test renders are linked beside them, so ``evaluate report --data
+    data/eval_whistle --sources whistle`` compares parallel files. Returns the piece ids.
+    """
+    chosen = sorted(p for p, d in test_pieces.items() if p.startswith("essenf") and 11 <= d <= 60)[:count]
+    folder = data / EVAL_FOLDER
+    for piece in chosen:
+        notes = melody_from_score(read_midi((data / "midi" / f"{piece}.mid").read_bytes())[0], seconds)
+        write_wav(folder / "whistle" / f"{piece}.wav", synthesize(notes, WhistleParams()))
+        for domain in domains:
+            link = folder / domain / f"{piece}.flac"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            os.link(data / "test" / domain / f"{piece}.flac", link)
+    return chosen
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """16-bit PCM mono WAV (what examples/ ships: readable by anything)."""
     import soundfile as sf
