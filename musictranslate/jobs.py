@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -103,6 +105,7 @@ class Result:
     wall_seconds: float = 0.0
     status: str = "ok"
     error: str | None = None
+    traceback: str | None = None  # of a failure, for ``--debug``; not part of the JSON record
 
     @property
     def ok(self) -> bool:
@@ -432,7 +435,8 @@ def _run_task(
 
     def failed(target: Target, error: str, seconds: float | None = None, wall: float = 0.0) -> None:
         output = None if target.output is None else str(target.output)
-        record(Result(task.label, output, target.domain, seed, seconds, wall, "failed", error))
+        trace = traceback.format_exc() if sys.exc_info()[0] is not None else None
+        record(Result(task.label, output, target.domain, seed, seconds, wall, "failed", error, trace))
 
     missing = next((p for p in task.inputs if not p.exists()), None)
     ready = []

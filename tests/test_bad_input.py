@@ -390,6 +390,16 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert isinstance(loud.exception, ModelError)  # raised, so Python prints its traceback
 
 
+def test_debug_shows_the_traceback_of_a_failure_the_run_recorded(tiny: list[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 8)
+    args = ["translate", bad, "--to", "piano", "-q", *tiny]
+    assert_one_line_error(run(*args), "bad.wav")
+    loud = run("--debug", *args)
+    assert loud.exit_code == 1
+    assert "Traceback (most recent call last)" in loud.stderr and "error: " in loud.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # output side
 

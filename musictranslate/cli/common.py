@@ -79,6 +79,11 @@ def _root(
     _state["debug"] = debug
 
 
+def debugging() -> bool:
+    """True when ``--debug`` was given: show tracebacks, also of failures a run recorded."""
+    return _state["debug"]
+
+
 def report_error(message: str) -> None:
     """Print ``error: message`` as one line on stderr; the message is never read as rich markup,
     so a file called ``take [2].wav`` prints as it is."""

@@ -22,9 +22,11 @@ from .common import (
     QuietOption,
     ThreadsOption,
     app,
+    debugging,
     print_json,
     progress_bar,
     report_error,
+    stderr,
     user_errors,
 )
 
@@ -144,6 +146,8 @@ def _error_reporter() -> Callable[[Result], None]:
     def report(result: Result) -> None:
         if not result.ok and result.error not in seen:
             seen.add(result.error or "")
+            if debugging() and result.traceback:
+                stderr.print(result.traceback, markup=False, highlight=False, end="")
             report_error(result.error or f"{result.input}: failed")
 
     return report
