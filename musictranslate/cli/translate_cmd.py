@@ -55,7 +55,7 @@ DtypeOption = Annotated[
     ),
 ]
 WorkersOption = Annotated[
-    Optional[int], typer.Option("--workers", min=1, help="Generation threads (default: one per core).")
+    Optional[int], typer.Option("--workers", min=1, help="Generation workers (default: one per core).")
 ]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
 OutOption = Annotated[
