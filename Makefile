@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install system-deps demo test lint bench data train-default clean
+.PHONY: install system-deps demo test lint bench data train-default evaluate-default clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,8 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(BIN)/ruff check musictranslate tests bench
-	$(BIN)/ruff format --check musictranslate tests bench
+	$(BIN)/ruff check musictranslate tests bench examples hatch_build.py
+	$(BIN)/ruff format --check musictranslate tests bench examples hatch_build.py
 
 bench: install
 	$(PY) -m bench
@@ -48,6 +48,10 @@ DEFAULT_TRAIN = --out models/default --preset small --steps 100000 --batch-size 
 train-default: data
 	$(BIN)/musictranslate train data/train $(DEFAULT_TRAIN) \
 		$$([ -f models/default.train/checkpoint/state.json ] && echo --resume)
+
+# Scores the default model (needs `make data`) and writes the numbers into its model card.
+evaluate-default: install
+	$(PY) examples/evaluate_default.py
 
 clean:
 	rm -rf out build dist *.egg-info
