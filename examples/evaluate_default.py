@@ -67,7 +67,8 @@ def main() -> int:
         documents[name] = build_report(model, data, args.out / name, options)
         print(f"{name}: {len(documents[name]['pairs'])} translations -> {args.out / name / 'index.html'}")
     step = json.loads((model.path / "manifest.json").read_text()).get("training", {}).get("steps", "?")
-    sources = ", ".join(documents["domains"]["settings"]["sources"])
+    settings = documents["domains"]["settings"]
+    sources = ", ".join(s for s in settings["sources"] if s not in settings["targets"])
     section = f"""
 ## Evaluation at step {step} (measured {date.today().isoformat()})
 
