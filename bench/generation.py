@@ -2,8 +2,8 @@
 
 For the paper and small presets and the shipped default model, at batch 1, 16, 64, 256, 512, in
 float32 and bfloat16, on one worker and on two (each worker steps its own batch of that size in
-its own forked process, one intra-op thread each — what ``generate`` does). The time counts sampling but not
-allocating the state. "Naive" recomputes the decoder over its whole receptive field for every
+its own forked process, one intra-op thread each — what ``generate`` does). The time counts
+sampling but not allocating the state. "Naive" recomputes the decoder over its whole receptive field for every
 sample (batch 1, one thread), the baseline the cached step exists to beat; it is measured in the
 same run, on a few hundred samples at most.
 """

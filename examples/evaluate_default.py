@@ -92,7 +92,9 @@ same notes.
     card = model.path / "README.md"
     text = card.read_text()
     text = text[: text.index(SECTION)] if SECTION in text else text
-    card.write_text(text.rstrip("\n") + "\n" + section)
+    staging = card.with_suffix(".md.tmp")  # a card is never left half-written
+    staging.write_text(text.rstrip("\n") + "\n" + section)
+    staging.replace(card)
     print(f"wrote the evaluation section of {card}")
     return 0
 

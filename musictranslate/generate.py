@@ -57,8 +57,8 @@ class GenerationOptions:
 
     ``None`` means "choose automatically" (``speed.plan_generation``): the batch size from the
     file's length and the CPU, the dtype from the CPU (bfloat16 where it has native bf16 dot
-    products and the batch is large enough to gain), one worker (process or thread) per CPU thread torch may
-    use. The output depends on the seed, ``batch_size`` (the segmentation), ``warmup``,
+    products and the batch is large enough to gain), one worker (process or thread) per CPU
+    thread torch may use. The output depends on the seed, ``batch_size`` (the segmentation), ``warmup``,
     ``crossfade`` and ``dtype``, never on ``workers``: fix ``batch_size`` and ``dtype`` to get
     the same output on any machine.
     """

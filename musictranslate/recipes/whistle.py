@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +242,10 @@ def write_eval_set(
             link = folder / domain / f"{piece}.flac"
             link.parent.mkdir(parents=True, exist_ok=True)
             link.unlink(missing_ok=True)
-            os.link(data / "test" / domain / f"{piece}.flac", link)
+            try:
+                os.link(data / "test" / domain / f"{piece}.flac", link)
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(data / "test" / domain / f"{piece}.flac", link)
     return chosen
 
 
