@@ -211,11 +211,6 @@ def normalise_format(fmt: str | None) -> str | None:
     return extension
 
 
-def output_is_file(output: Path) -> bool:
-    """``-o`` names a file when it has an extension and is not an existing folder."""
-    return bool(output.suffix) and not output.is_dir()
-
-
 def _output_extension(source: Path, fmt: str | None) -> str:
     if fmt:
         return fmt
@@ -249,14 +244,23 @@ def _no_audio_message(folder: Path) -> str:
 
 
 def _single_file_output(output: Path | None, several: bool, why: str) -> bool:
-    """Whether ``-o`` names a file; a file for ``several`` outputs, or in a format soundfile cannot
-    write, is a usage error."""
-    if output is None or not output_is_file(output):
+    """Whether ``-o`` names a file: it has an extension and is not an existing folder.
+
+    For ``several`` outputs an audio extension is a usage error, and any other dot is part of a
+    folder's name (``-o runs/v1.0``); for one output, an extension soundfile cannot write is.
+    """
+    if output is None or not output.suffix or output.is_dir():
         return False
+    suffix = output.suffix.lower()
     if several:
+        if suffix not in AUDIO_EXTENSIONS and not writable_extension(suffix):
+            return False
         raise UsageError(f"-o {output} names one file, but {why}; give a folder instead (-o DIR)")
-    if not writable_extension(output.suffix):
-        raise UsageError(f"-o {output}: cannot write {output.suffix} files; use e.g. .wav, .flac or .ogg")
+    if not writable_extension(suffix):
+        raise UsageError(
+            f"-o {output}: cannot write {output.suffix} files; use e.g. .wav, .flac or .ogg "
+            "(or, for a folder of that name, create it first)"
+        )
     return True
 
 
