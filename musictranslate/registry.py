@@ -29,6 +29,8 @@ from .model import ConfusionNet, Decoder, Encoder
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DEFAULT_MODEL = "default"
+CLASSIFIER_FILES = ("classifier.safetensors", "classifier.json")
+"""The independent domain classifier (``evaluate/classifier.py``), stored beside a model's files."""
 ENV_VAR = "MUSICTRANSLATE_MODELS"
 
 
@@ -303,8 +305,25 @@ def save_model(
             file = f"decoders/{domain}.safetensors"
             manifest["decoders"][domain] = {"file": file, "sha256": _save_weights(decoder, staging / file)}
         _write_manifest(staging, manifest)
+        _keep_classifier(folder, staging, set(decoders))
 
     return write_folder_atomically(folder, fill)
+
+
+def _keep_classifier(folder: Path, staging: Path, domains: set[str]) -> None:
+    """Carry the domain classifier over a re-save while the model still has all its domains.
+
+    Why: it was trained on real renders, not on the model's weights, so training the model further
+    (which re-saves the folder at every checkpoint) does not make it stale.
+    """
+    weights, meta = (folder / name for name in CLASSIFIER_FILES)
+    try:
+        if not set(json.loads(meta.read_text())["domains"]) <= domains:
+            return
+        for file in (weights, meta):
+            shutil.copy2(file, staging / file.name)
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # none, or unreadable: `evaluate classifier` trains a new one
 
 
 def write_folder_atomically(folder: str | os.PathLike, fill: Callable[[Path], None]) -> Path:

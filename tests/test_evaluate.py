@@ -219,6 +219,16 @@ def model_with_classifier(tmp_path_factory: pytest.TempPathFactory, parallel_set
     return folder
 
 
+def test_re_saving_a_model_keeps_its_classifier_while_it_has_the_classifiers_domains(
+    model_with_classifier: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(model_with_classifier, tmp_path / "tiny")
+    make_tiny_model(copy, domains=("piano", "flute", "organ"), seed=1)  # trained further, a domain added
+    assert load_classifier(copy).domains == ["flute", "piano"]
+    make_tiny_model(copy, domains=("piano", "organ"))
+    assert not (copy / WEIGHTS).exists()
+
+
 def test_parallel_pieces_groups_renders_by_piece(parallel_set: Path) -> None:
     pieces = parallel_pieces(parallel_set)
     assert list(pieces) == ["tune_a", "tune_b"] and set(pieces["tune_a"]) == {"piano", "flute"}

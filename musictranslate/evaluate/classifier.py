@@ -9,8 +9,8 @@ files, in its own two files so the registry manifest is untouched:
     <model>/classifier.safetensors   weights (never pickled)
     <model>/classifier.json          domains, feature settings, sha256, training provenance
 
-Re-saving a model (training it further) replaces its folder: train the classifier again after
-that; it takes a minute. A classifier trained on one soundfont partly
+Re-saving a model (training it further) keeps the classifier while the model still has every
+domain it knows. A classifier trained on one soundfont partly
 learns its quirks (design.md): pass several ``data`` folders, one per soundfont, when you have them.
 """
 
@@ -31,12 +31,12 @@ from torch import nn
 from ..audio import load_audio
 from ..config import SAMPLE_RATE
 from ..errors import ModelError
-from ..registry import _atomic_write_bytes, sha256_file
+from ..registry import CLASSIFIER_FILES, _atomic_write_bytes, sha256_file
 from . import EvaluationError
 from .files import audio_files, domain_folders
 from .reference import log_mel
 
-WEIGHTS, META = "classifier.safetensors", "classifier.json"
+WEIGHTS, META = CLASSIFIER_FILES
 FORMAT_VERSION = 1
 N_MELS = 64
 WINDOW = 64
