@@ -336,19 +336,40 @@ def _segment_samples(options: TrainOptions, config: ModelConfig) -> int:
     return max(1, round(options.segment_seconds * SAMPLE_RATE / config.pool)) * config.pool
 
 
-def _load_sources(files_by_domain: dict[str, list[Path]], segment: int, split: str, seed: int):
-    """Open each domain's files of one split; returns sources, splits and skipped-file count."""
-    sources, splits, skipped = [], {}, 0
-    for domain, files in files_by_domain.items():
-        splits[domain] = split_files(files, seed)
-        opened, bad = open_sources(splits[domain][split], segment)
+Splits = dict[str, dict[str, list[Path]]]
+"""Per domain, its ``train``/``val``/``test`` files."""
+
+
+def _split(files: dict[str, list[Path]], seed: int, val_data: str | Path | None) -> tuple[Splits, str]:
+    """Each domain's files split by a hash of their names 80/10/10, or, when the user keeps a
+    validation folder of their own (``val_data``), all of ``files`` for training; and the rule."""
+    if val_data is None:
+        rule = f"sha256('{seed}:<domain>/<file>') -> 80/10/10 train/val/test"
+        return {domain: split_files(found, seed) for domain, found in files.items()}, rule
+    val_files = scan_domains(val_data)
+    if list(val_files) != list(files):
+        raise DataError(
+            f"{val_data}: has domains {', '.join(val_files)}, the training data {', '.join(files)}; "
+            "give a validation folder with the same domain sub-folders"
+        )
+    splits = {
+        domain: {"train": found, "val": val_files[domain], "test": []} for domain, found in files.items()
+    }
+    return splits, f"every file for training; validation from {Path(val_data).resolve()}"
+
+
+def _load_sources(splits: Splits, segment: int, split: str) -> tuple[list, int]:
+    """Open each domain's files of one split; returns sources and the skipped-file count."""
+    sources, skipped = [], 0
+    for domain, files in splits.items():
+        opened, bad = open_sources(files[split], segment)
         skipped += bad
         if split == "train" and not opened:
             raise DataError(
                 f"domain {domain!r}: no readable training file is at least {segment / SAMPLE_RATE:.2f} s long"
             )
         sources.append(opened)
-    return sources, splits, skipped
+    return sources, skipped
 
 
 class _Log:
@@ -442,8 +463,13 @@ def train(
     options: TrainOptions = TrainOptions(),
     resume: bool = False,
     on_step: StepCallback | None = None,
+    val_data: str | Path | None = None,
 ) -> TrainResult:
-    """Train a model on ``data`` (one folder per domain) and write it to the model folder ``out``."""
+    """Train a model on ``data`` (one folder per domain) and write it to the model folder ``out``.
+
+    Validation uses a tenth of ``data``'s files (another tenth is held out untouched), or all of
+    ``val_data``, a folder laid out like ``data``, when the data comes split already.
+    """
     out = Path(out)
     run = run_folder(out)
     config = preset(options.preset)
@@ -457,8 +483,9 @@ def train(
     dist = Distributed(pick_device(options.device))
     try:
         segment = _segment_samples(options, config)
-        sources, splits, skipped = _load_sources(files, segment, "train", options.seed)
-        val_sources, _, _ = _load_sources(files, segment, "val", options.seed)
+        splits, split_rule = _split(files, options.seed, val_data)
+        sources, skipped = _load_sources(splits, segment, "train")
+        val_sources, _ = _load_sources(splits, segment, "val")
         trainer = Trainer(config, domains, options, dist)
         start, history_seconds = 0, 0.0
         restore_interrupted(run / "checkpoint")  # killed mid-swap: the previous one is still there
@@ -504,7 +531,7 @@ def train(
                 "device": dist.device.type,
                 "data": str(Path(data).resolve()),
                 "domains": {d: {k: len(v) for k, v in s.items()} for d, s in splits.items()},
-                "split_rule": f"sha256('{options.seed}:<domain>/<file>') -> 80/10/10 train/val/test",
+                "split_rule": split_rule,
                 "skipped_files": skipped,
                 "losses": losses,
                 "val_losses": val_losses,
@@ -558,8 +585,9 @@ def add_domain(
     dist = Distributed(pick_device(options.device))
     try:
         segment = _segment_samples(options, config)
-        sources, splits, skipped = _load_sources({name: files}, segment, "train", options.seed)
-        val_sources, _, _ = _load_sources({name: files}, segment, "val", options.seed)
+        splits = {name: split_files(files, options.seed)}
+        sources, skipped = _load_sources(splits, segment, "train")
+        val_sources, _ = _load_sources(splits, segment, "val")
         trainer = Trainer(config, [name], options, dist, encoder=model.encoder, train_encoder=False)
         tic = time.perf_counter()
 

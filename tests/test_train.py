@@ -61,6 +61,22 @@ def test_training_lowers_the_reconstruction_loss(dataset: Path, tmp_path: Path) 
     assert not list(out.glob("*.pt"))  # resume state lives beside the model, not in it
 
 
+def test_a_validation_folder_of_its_own(dataset: Path, tmp_path: Path) -> None:
+    val = tmp_path / "val"
+    write_domain(val / "sine", "sine", n_files=2, seconds=0.5)
+    write_domain(val / "saw", "saw", n_files=2, seconds=0.5)
+    out = tmp_path / "m"
+    result = run("train", dataset, "--out", out, "--val", val, *TINY, "--steps", "2")
+    assert result.exit_code == 0, result.output
+    training = json.loads((out / "manifest.json").read_text())["training"]
+    assert training["domains"]["sine"] == {"train": 4, "val": 2, "test": 0}  # every data file trains
+    assert set(training["val_losses"]) == {"saw", "sine"} and str(val.resolve()) in training["split_rule"]
+    shutil.rmtree(val / "saw")
+    result = run("train", dataset, "--out", tmp_path / "n", "--val", val, *TINY, "--steps", "2")
+    assert result.exit_code == 1 and "same domain sub-folders" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_resume_continues_exactly_like_an_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
     common = (*TINY, "--checkpoint-every", "4")
     assert run("train", dataset, "--out", tmp_path / "a", *common, "--steps", "12").exit_code == 0

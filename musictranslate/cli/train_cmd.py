@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -72,6 +72,13 @@ def train_command(
         str, typer.Option("--out", help="Model name (written to the first user registry folder) or folder.")
     ],
     models: ModelsOption = None,
+    val: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--val",
+            help="Validation folder laid out like DATA (default: a hashed tenth of DATA's files).",
+        ),
+    ] = None,
     preset: Annotated[str, typer.Option("--preset", help="Architecture: paper, small or tiny.")] = "small",
     steps: StepsOption = 10_000,
     batch_size: BatchOption = 16,
@@ -112,7 +119,8 @@ def train_command(
             device=device,
         )
         with _training_progress(quiet) as progress:
-            result = train(data, model_output_path(out, models), options, resume=resume, on_step=progress)
+            out_folder = model_output_path(out, models)
+            result = train(data, out_folder, options, resume=resume, on_step=progress, val_data=val)
     if not quiet and result.main_process:
         losses = ", ".join(f"{d} {v:.3f}" for d, v in result.losses.items())
         stderr.print(f"wrote {result.model} after {result.steps} steps ({losses})", highlight=False)
