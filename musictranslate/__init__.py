@@ -14,6 +14,7 @@ _EXPORTS = {
     "blend": "translation",
     "encode": "translation",
     "decode": "translation",
+    "fit_input": "input_fit",
     "load_model": "registry",
     "list_models": "registry",
     "load_audio": "audio",
@@ -29,6 +30,7 @@ __all__ = [
     "blend",
     "encode",
     "decode",
+    "fit_input",
     "load_model",
     "list_models",
     "load_audio",
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from .config import ModelConfig
     from .errors import MusicTranslateError
     from .generate import GenerationOptions
+    from .input_fit import fit_input
     from .registry import list_models, load_model
     from .translation import blend, decode, encode, translate
 

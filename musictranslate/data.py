@@ -123,6 +123,23 @@ def open_sources(files: list[Path], min_length: int) -> tuple[list[AudioSource],
     return sources, skipped
 
 
+def training_level_db(
+    sources: list[list[AudioSource]], per_domain: int = 8, seconds: float = 30.0
+) -> float | None:
+    """Median level (gated RMS, dBFS) of the opening ``seconds`` of up to ``per_domain`` evenly
+    picked files of each domain: recorded in the model, for inputs to be brought to (``input_fit``)."""
+    from .loudness import loudness_db
+
+    levels = []
+    for domain in sources:
+        for index in np.unique(np.linspace(0, len(domain) - 1, per_domain).astype(int)) if domain else []:
+            source = domain[index]
+            level = loudness_db(source.read(0, min(source.length, int(seconds * SAMPLE_RATE))))
+            if level is not None:
+                levels.append(level)
+    return round(float(np.median(levels)), 2) if levels else None
+
+
 def pitch_shift_stretch(segment: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:
     """Return ``segment`` with a random stretch pitch-shifted (the decoder must undo it)."""
     import librosa

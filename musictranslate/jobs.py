@@ -37,6 +37,7 @@ from .audio import AUDIO_EXTENSIONS, check_audible, load_audio, save_audio
 from .config import SAMPLE_RATE
 from .errors import DomainError, MusicTranslateError, UsageError
 from .generate import GenerationOptions, Progress
+from .input_fit import AUTO, fit_input
 from .loudness import match_loudness
 from .registry import Model
 from .translation import decode, encode, encode_blend
@@ -106,6 +107,7 @@ class Result:
     status: str = "ok"
     error: str | None = None
     traceback: str | None = None  # of a failure, for ``--debug``; not part of the JSON record
+    transpose: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -118,7 +120,8 @@ class Result:
         return self.wall_seconds / self.seconds
 
     def to_dict(self) -> dict:
-        """The JSON record: ``input, output, domain, seconds, wall_seconds, rtf, status, error, seed``."""
+        """The JSON record: ``input, output, domain, seconds, wall_seconds, rtf, status, error, seed,
+        transpose`` (semitones per input, ``[]`` when it was never encoded)."""
         rtf = self.rtf
         return {
             "input": self.input,
@@ -130,6 +133,7 @@ class Result:
             "status": self.status,
             "error": self.error,
             "seed": self.seed,
+            "transpose": list(self.transpose),
         }
 
 
@@ -139,11 +143,13 @@ class Result:
 
 @dataclass
 class Encoded:
-    """An input's latent, the length to decode, and the audio whose loudness the output matches."""
+    """An input's latent, the length to decode, the audio whose loudness the output matches, and
+    the semitones each input was shifted by to fit the model's register (``input_fit``)."""
 
     latent: torch.Tensor
     length: int
     reference: np.ndarray
+    transpose: tuple[int, ...]
 
 
 @dataclass
@@ -162,7 +168,7 @@ class Task:
     label: str
     inputs: tuple[Path, ...]
     targets: list[Target] = field(default_factory=list)
-    encode: Callable[[Model], Encoded] | None = None
+    encode: Callable[[Model, int | str], Encoded] | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,20 @@ def parse_domains(values: Iterable[str]) -> list[str]:
     if not domains:
         raise UsageError("no domain given; name at least one, e.g. --to piano")
     return domains
+
+
+def parse_transpose(value: str) -> int | str:
+    """``--transpose auto`` or a whole number of semitones within four octaves."""
+    text = value.strip().lower()
+    if text == AUTO:
+        return AUTO
+    try:
+        semitones = int(text)
+    except ValueError:
+        semitones = None
+    if semitones is None or abs(semitones) > 48:
+        raise UsageError(f"--transpose {value}: give auto or whole semitones from -48 to 48, e.g. -12")
+    return semitones
 
 
 def check_domains(model: Model, domains: Sequence[str]) -> None:
@@ -279,18 +299,21 @@ def _mark_duplicates(tasks: list[Task]) -> None:
                 owners[key] = task.label
 
 
-def _encode_file(path: Path, model: Model) -> Encoded:
+def _encode_file(path: Path, model: Model, transpose: int | str) -> Encoded:
     audio = load_audio(path)
     check_audible(audio, str(path), model.config.pool)
-    return Encoded(encode(model, audio), len(audio), audio)
+    fitted = fit_input(audio, model.input_level_db, transpose)
+    return Encoded(encode(model, fitted.audio), len(audio), audio, (fitted.semitones,))
 
 
-def _encode_pair(first: Path, second: Path, keep: float, crossfade: float, model: Model) -> Encoded:
+def _encode_pair(
+    first: Path, second: Path, keep: float, crossfade: float, model: Model, transpose: int | str
+) -> Encoded:
     a, b = load_audio(first), load_audio(second)
     for path, audio in ((first, a), (second, b)):
         check_audible(audio, str(path), model.config.pool)
-    latent = encode_blend(model, a, b, keep, crossfade)
-    return Encoded(latent, latent.shape[1] * model.config.pool, np.concatenate([a, b]))
+    latent, shifts = encode_blend(model, a, b, keep, crossfade, transpose)
+    return Encoded(latent, latent.shape[1] * model.config.pool, np.concatenate([a, b]), shifts)
 
 
 def plan_translate(
@@ -370,6 +393,7 @@ class RunOptions:
     generation: GenerationOptions = GenerationOptions()
     force: bool = False
     match_loudness: bool = True
+    transpose: int | str = AUTO
 
 
 ProgressFactory = Callable[[str], AbstractContextManager[Progress | None]]
@@ -457,7 +481,7 @@ def _run_task(
 
     started = time.perf_counter()
     try:
-        encoded = task.encode(model)
+        encoded = task.encode(model, options.transpose)
     except RECOVERABLE as exc:
         share = (time.perf_counter() - started) / len(ready)
         for target in ready:
@@ -478,11 +502,22 @@ def _run_task(
                 audio = match_loudness(audio, encoded.reference)
             provenance = (
                 f"musictranslate {__version__}: model={model.name} domain={target.domain} "
-                f"seed={seed} temperature={options.generation.temperature}"
+                f"seed={seed} temperature={options.generation.temperature} "
+                f"transpose={','.join(map(str, encoded.transpose))}"
             )
             save_audio(target.output, audio, force=options.force, comment=provenance)
         except RECOVERABLE as exc:
             failed(target, _describe(exc), seconds, share + time.perf_counter() - started)
         else:
             wall = share + time.perf_counter() - started
-            record(Result(task.label, str(target.output), target.domain, seed, seconds, wall))
+            record(
+                Result(
+                    task.label,
+                    str(target.output),
+                    target.domain,
+                    seed,
+                    seconds,
+                    wall,
+                    transpose=encoded.transpose,
+                )
+            )

@@ -196,6 +196,13 @@ class Model:
     def domains(self) -> list[str]:
         return list(self.manifest["decoders"])
 
+    @property
+    def input_level_db(self) -> float | None:
+        """The level of the audio it was trained on (gated RMS, dBFS), where training recorded it;
+        inputs are brought to it before encoding (``input_fit``)."""
+        level = self.manifest.get("training", {}).get("input_level_db")
+        return float(level) if isinstance(level, (int, float)) else None
+
     def check_domain(self, domain: str) -> None:
         if domain not in self.manifest["decoders"]:
             known = ", ".join(self.domains) or "none"

@@ -30,7 +30,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import SAMPLE_RATE, ModelConfig, preset
-from .data import Augmentation, DataError, DomainBatches, open_sources, scan_domains, split_files
+from .data import (
+    Augmentation,
+    DataError,
+    DomainBatches,
+    open_sources,
+    scan_domains,
+    split_files,
+    training_level_db,
+)
 from .errors import MusicTranslateError, UsageError, first_line
 from .jobs import resolve_device
 from .model import ConfusionNet, Decoder, Encoder
@@ -486,6 +494,7 @@ def train(
         splits, split_rule = _split(files, options.seed, val_data)
         sources, skipped = _load_sources(splits, segment, "train")
         val_sources, _ = _load_sources(splits, segment, "val")
+        input_level_db = training_level_db(sources)
         trainer = Trainer(config, domains, options, dist)
         start, history_seconds = 0, 0.0
         restore_interrupted(run / "checkpoint")  # killed mid-swap: the previous one is still there
@@ -532,6 +541,7 @@ def train(
                 "data": str(Path(data).resolve()),
                 "domains": {d: {k: len(v) for k, v in s.items()} for d, s in splits.items()},
                 "split_rule": split_rule,
+                "input_level_db": input_level_db,
                 "skipped_files": skipped,
                 "losses": losses,
                 "val_losses": val_losses,

@@ -20,6 +20,7 @@ from .audio import check_audible, companded, mu_law_encode
 from .config import SAMPLE_RATE
 from .fast_encoder import FastEncoder
 from .generate import DTypeLike, FastDecoder, GenerationOptions, Progress, generate, resolve_dtype
+from .input_fit import AUTO, fit_input
 from .registry import Model, load_model
 from .speed import native_bf16
 
@@ -85,12 +86,18 @@ def translate(
     model: Model | str | None = None,
     options: GenerationOptions = GenerationOptions(),
     progress: Progress | None = None,
+    transpose: int | str = AUTO,
 ) -> np.ndarray:
-    """Translate mono 16 kHz ``audio`` (any source, even an unseen instrument) into ``domain``."""
+    """Translate mono 16 kHz ``audio`` (any source, even an unseen instrument) into ``domain``.
+
+    The input is first fitted to the model's training level and register (``fit_input``;
+    ``transpose`` in semitones, or ``"auto"``); the result is at the model's level.
+    """
     model = _as_model(model)
     model.check_domain(domain)
     check_audible(audio, "input", model.config.pool)
-    return decode(model, encode(model, audio), domain, len(audio), options, progress)
+    fitted = fit_input(audio, model.input_level_db, transpose)
+    return decode(model, encode(model, fitted.audio), domain, len(audio), options, progress)
 
 
 def blend_latents(
@@ -115,32 +122,41 @@ def blend(
     crossfade: float = 1.5,
     options: GenerationOptions = GenerationOptions(),
     progress: Progress | None = None,
+    transpose: int | str = AUTO,
 ) -> np.ndarray:
     """Blend two pieces in latent space and decode the blend with ``domain``'s decoder.
 
     Keeps the first ``keep`` seconds of ``first``'s latent, crossfades the next ``crossfade``
     seconds of it with the first ``crossfade`` seconds of ``second``'s, then continues with the
-    rest of ``second``.
+    rest of ``second``. Each piece is fitted on its own, as in ``translate``.
     """
     model = _as_model(model)
     model.check_domain(domain)
-    latent = encode_blend(model, first, second, keep, crossfade)
+    latent, _ = encode_blend(model, first, second, keep, crossfade, transpose)
     length = latent.shape[1] * model.config.pool
     return decode(model, latent, domain, length, options, progress)
 
 
 def encode_blend(
-    model: Model, first: np.ndarray, second: np.ndarray, keep: float = 3.5, crossfade: float = 1.5
-) -> torch.Tensor:
-    """The blended latent of ``blend``, without decoding: encode once, decode in many domains."""
+    model: Model,
+    first: np.ndarray,
+    second: np.ndarray,
+    keep: float = 3.5,
+    crossfade: float = 1.5,
+    transpose: int | str = AUTO,
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The blended latent of ``blend``, without decoding (encode once, decode in many domains),
+    and the semitones each piece was shifted by."""
     if keep < 0 or crossfade < 0:
         raise ValueError("keep and crossfade must be >= 0 seconds")
     for name, audio in (("first input", first), ("second input", second)):
         check_audible(audio, name, model.config.pool)
+    a, b = (fit_input(audio, model.input_level_db, transpose) for audio in (first, second))
     frame_rate = SAMPLE_RATE / model.config.pool
-    return blend_latents(
-        encode(model, first),
-        encode(model, second),
+    latent = blend_latents(
+        encode(model, a.audio),
+        encode(model, b.audio),
         round(keep * frame_rate),
         round(crossfade * frame_rate),
     )
+    return latent, (a.semitones, b.semitones)

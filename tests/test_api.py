@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import torch
@@ -12,6 +13,7 @@ import musictranslate
 from musictranslate import load_model, translate
 from musictranslate.audio import companded, mu_law_encode
 from musictranslate.errors import AudioError, DomainError
+from musictranslate.loudness import loudness_db
 
 from .conftest import tone
 
@@ -43,6 +45,39 @@ def test_translate_rejects_silence_short_input_and_unknown_domain(registry: Path
         translate(tone(0.001), "piano", model)
     with pytest.raises(DomainError, match="known: piano, flute"):
         translate(tone(), "oboe", model)
+
+
+def whistled(pitches_hz: list[float], note_seconds: float = 0.4, gain: float = 0.5) -> np.ndarray:
+    """A pure-tone melody, like a whistle."""
+    return np.concatenate([gain * tone(note_seconds, f) / 0.5 for f in pitches_hz]).astype(np.float32)
+
+
+def test_fit_input_moves_a_whistle_into_the_training_register_and_level() -> None:
+    high = whistled([1046.5, 1174.7, 1318.5, 1174.7, 1046.5] * 2, gain=0.9)
+    fitted = musictranslate.fit_input(high, level_db=-20.0)
+    assert fitted.semitones == -12
+    assert loudness_db(fitted.audio) == pytest.approx(-20.0, abs=0.5)
+    pitch = np.nanmedian(librosa.pyin(fitted.audio, fmin=200, fmax=2000, sr=16000)[0])
+    assert 12 * np.log2(pitch / 587.3) == pytest.approx(0, abs=0.5)  # D5: an octave below D6
+    assert musictranslate.fit_input(whistled([2093.0, 2349.3] * 5), None).semitones == -24
+    assert musictranslate.fit_input(high, None, transpose=0).semitones == 0
+    assert musictranslate.fit_input(high, None, transpose=-5).semitones == -5
+
+
+def test_fit_input_leaves_low_melodies_and_unpitched_audio_alone() -> None:
+    assert musictranslate.fit_input(whistled([392.0, 440.0, 523.3] * 3), None).semitones == 0
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 4 * 16000).astype(np.float32)
+    assert musictranslate.fit_input(noise, None).semitones == 0
+
+
+def test_fit_input_scales_quiet_and_loud_copies_alike_without_clipping() -> None:
+    melody = whistled([392.0, 440.0, 523.3] * 3)
+    quiet, loud = (musictranslate.fit_input(g * melody, -20.0, 0).audio for g in (0.05, 0.9))
+    np.testing.assert_allclose(quiet, loud, atol=1e-5)
+    spiky = melody * 0.01
+    spiky[100] = 0.9  # one loud click: the level fit stops at the peak
+    assert np.abs(musictranslate.fit_input(spiky, -20.0, 0).audio).max() <= 0.99 + 1e-6
+    assert np.array_equal(musictranslate.fit_input(melody, None, 0).audio, melody)
 
 
 def test_saved_models_carry_a_model_card_that_matches_the_manifest(tmp_path: Path) -> None:

@@ -25,7 +25,18 @@ from .conftest import make_tiny_model, tone
 
 runner = CliRunner()
 SECONDS = 0.3
-JSON_KEYS = {"input", "output", "domain", "seconds", "wall_seconds", "rtf", "status", "error", "seed"}
+JSON_KEYS = {
+    "input",
+    "output",
+    "domain",
+    "seconds",
+    "wall_seconds",
+    "rtf",
+    "status",
+    "error",
+    "seed",
+    "transpose",
+}
 
 
 def run(*args: object):
@@ -213,6 +224,8 @@ def test_output_file_with_several_outputs_is_a_usage_error(
         ["--to", "piano", "-o", "OUT.xyz"],  # unwritable output file
         ["--to", "piano", "--device", "tpu"],
         ["--to", "piano", "--threads", "0"],
+        ["--to", "piano", "--transpose", "up"],
+        ["--to", "piano", "--transpose", "60"],
         [],  # --to missing
     ],
 )
@@ -220,6 +233,23 @@ def test_usage_errors_exit_2(tiny: list[str], wav: Path, args: list[str]) -> Non
     args = [str(wav.parent / "out.xyz") if a == "OUT.xyz" else a for a in args]
     result = run("translate", wav, *args, *tiny)
     assert result.exit_code == 2, result.output
+
+
+def test_a_whistle_above_the_models_register_is_shifted_down_and_the_user_told(
+    tiny: list[str], tmp_path: Path
+) -> None:
+    high = write(tmp_path / "whistle.wav", seconds=2.0, freq=1318.5)
+    low = write(tmp_path / "hum.wav", seconds=2.0, freq=330.0)
+    result = run("translate", high, low, "--to", "piano", *tiny, "--json")
+    assert result.exit_code == 0, result.output
+    assert {Path(r["input"]).name: r["transpose"] for r in json.loads(result.stdout)} == {
+        "whistle.wav": [-12],
+        "hum.wav": [0],
+    }
+    assert result.stderr.count("note:") == 1 and "whistle.wav" in result.stderr
+    assert "--transpose 0" in result.stderr
+    kept, records = translate_json(high, "--to", "piano", "--transpose", "0", "-f", *tiny)
+    assert kept.exit_code == 0 and records[0]["transpose"] == [0] and "note:" not in kept.stderr
 
 
 def test_output_folder_that_cannot_be_created(tiny: list[str], wav: Path, tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ def test_training_lowers_the_reconstruction_loss(dataset: Path, tmp_path: Path) 
     assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.5
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["training"]["steps"] == 60
+    assert -13.0 < manifest["training"]["input_level_db"] < -10.5  # sines and saws at 0.4 peak
     assert set(manifest["decoders"]) == {"saw", "sine"}
     assert not list(out.glob("*.pt"))  # resume state lives beside the model, not in it
 

@@ -58,6 +58,14 @@ WorkersOption = Annotated[
     Optional[int], typer.Option("--workers", min=1, help="Generation workers (default: one per core).")
 ]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
+TransposeOption = Annotated[
+    str,
+    typer.Option(
+        "--transpose",
+        help="Semitones to shift each input before encoding, or auto: whole octaves down when its "
+        "melody sits above the register the model was trained on (whistling). 0 keeps it.",
+    ),
+]
 OutOption = Annotated[
     Optional[Path],
     typer.Option(
@@ -96,13 +104,14 @@ def _run_and_report(
     workers: int | None,
     force: bool,
     match_loudness: bool,
+    transpose: str,
     json_output: bool,
     quiet: bool,
 ) -> None:
     """What ``translate`` and ``blend`` share once their inputs are planned: set up the runtime,
     load the model, check every domain before any work, run, report, and exit 0 or 1."""
     from ..generate import GenerationOptions, resolve_dtype
-    from ..jobs import RunOptions, check_domains, configure_runtime, run
+    from ..jobs import RunOptions, check_domains, configure_runtime, parse_transpose, run
     from ..registry import load_model
 
     if dtype is not None:
@@ -112,6 +121,7 @@ def _run_and_report(
             raise typer.BadParameter(str(exc), param_hint="--dtype") from None
 
     with user_errors():
+        shift = parse_transpose(transpose)
         resolved = configure_runtime(device, threads, seed)
         loaded = load_model(model, models)
         check_domains(loaded, domains)
@@ -126,9 +136,9 @@ def _run_and_report(
         results = run(
             loaded,
             plan,
-            RunOptions(generation, force=force, match_loudness=match_loudness),
+            RunOptions(generation, force=force, match_loudness=match_loudness, transpose=shift),
             progress=lambda label: progress_bar(label, quiet),
-            on_result=_error_reporter(),
+            on_result=_error_reporter(notes=not quiet),
         )
     if json_output:
         print_json([result.to_dict() for result in results])
@@ -138,12 +148,22 @@ def _run_and_report(
         raise typer.Exit(1)
 
 
-def _error_reporter() -> Callable[[Result], None]:
+def _error_reporter(notes: bool) -> Callable[[Result], None]:
     """Print each failure on stderr as it happens; an input that fails for every domain (a corrupt
-    file) is reported once, not once per domain."""
+    file) is reported once, not once per domain. So is an input shifted into the model's register,
+    since its translation then plays in another octave than the user sang or whistled (unless
+    ``notes`` is off: ``--quiet``)."""
     seen: set[str] = set()
 
     def report(result: Result) -> None:
+        if notes and any(result.transpose) and result.input not in seen:
+            seen.add(result.input)
+            shifts = " and ".join(f"{s:+d}" for s in result.transpose)
+            stderr.print(
+                f"note: {result.input}: shifted {shifts} semitones into the register the model was "
+                "trained on; --transpose 0 keeps its own",
+                highlight=False,
+            )
         if not result.ok and result.error not in seen:
             seen.add(result.error or "")
             if debugging() and result.traceback:
@@ -206,6 +226,7 @@ def translate_command(
     dtype: DtypeOption = None,
     workers: WorkersOption = None,
     match_loudness: LoudnessOption = True,
+    transpose: TransposeOption = "auto",
     force: ForceOption = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -235,6 +256,7 @@ def translate_command(
         workers=workers,
         force=force,
         match_loudness=match_loudness,
+        transpose=transpose,
         json_output=json_output,
         quiet=quiet,
     )
@@ -261,6 +283,7 @@ def blend_command(
     dtype: DtypeOption = None,
     workers: WorkersOption = None,
     match_loudness: LoudnessOption = True,
+    transpose: TransposeOption = "auto",
     force: ForceOption = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -288,6 +311,7 @@ def blend_command(
         workers=workers,
         force=force,
         match_loudness=match_loudness,
+        transpose=transpose,
         json_output=json_output,
         quiet=quiet,
     )
