@@ -331,6 +331,7 @@ def test_report_scores_model_and_baselines(report: Path) -> None:
     for pair in document["pairs"]:
         scores = pair["scores"]
         assert set(scores) == {"model", "identity", "reference"}
+        assert pair["transpose"] == 0  # tunes in the training register are not shifted
         assert scores["identity"]["ncc"] == pytest.approx(1.0)  # the input is its own melody
         assert scores["identity"]["domain_accuracy"] == 0.0  # the input is the *other* instrument
         assert scores["reference"]["domain_accuracy"] == 1.0  # the real target is recognised

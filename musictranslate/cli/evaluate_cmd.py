@@ -26,7 +26,7 @@ from .common import (
     report_error,
     user_errors,
 )
-from .translate_cmd import BatchOption, ForceOption, SeedOption, TemperatureOption
+from .translate_cmd import BatchOption, ForceOption, SeedOption, TemperatureOption, TransposeOption
 
 if TYPE_CHECKING:
     from ..generate import GenerationOptions
@@ -417,6 +417,7 @@ def report_command(
     seed: SeedOption = 0,
     temperature: TemperatureOption = 1.0,
     batch_size: BatchOption = 64,
+    transpose: TransposeOption = "auto",
     force: ForceOption = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -427,6 +428,7 @@ def report_command(
     report.json holds every number, with the identity and reference baselines.
     """
     from ..evaluate.report import ReportOptions, build_report
+    from ..jobs import parse_transpose
     from ..registry import load_model
 
     def split(text: str | None) -> list[str] | None:
@@ -442,6 +444,7 @@ def report_command(
             embedding=embedding,
             generation=_generation(device, threads, seed, temperature, batch_size),
             force=force,
+            transpose=parse_transpose(transpose),
         )
         loaded = load_model(model, models)
         with progress_bar("report", quiet) as progress:

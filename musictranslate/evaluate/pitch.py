@@ -61,6 +61,10 @@ class Contour:
     def voiced_fraction(self) -> float:
         return float(self.voiced.mean()) if len(self.voiced) else 0.0
 
+    def transposed(self, semitones: int) -> Contour:
+        """The contour an input shifted by ``semitones`` (``input_fit``) would have."""
+        return Contour(self.f0 * 2 ** (semitones / 12), self.voiced, self.hop_seconds)
+
     def cents(self) -> np.ndarray:
         """Pitch in cents on the MIDI scale (6900 = A4), NaN where unvoiced."""
         with np.errstate(invalid="ignore", divide="ignore"):

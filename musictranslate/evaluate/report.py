@@ -36,6 +36,7 @@ import numpy as np
 from .. import GenerationOptions, __version__, load_audio, save_audio, translate
 from ..config import SAMPLE_RATE
 from ..errors import MusicTranslateError, OutputError
+from ..input_fit import AUTO, fit_input
 from . import EvaluationError, plots
 from .classifier import DomainClassifier, load_classifier
 from .files import parallel_pieces
@@ -85,6 +86,7 @@ class ReportOptions:
     embedding_instruments: Sequence[str] | None = None
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     force: bool = False
+    transpose: int | str = AUTO
 
 
 @dataclass
@@ -190,11 +192,14 @@ def _score_system(
     audio: np.ndarray,
     against_reference: bool,
     classifier: DomainClassifier | None,
+    semitones: int = 0,
 ) -> dict:
-    """Pitch vs the source, measures vs the reference, and the classifier's verdict, flattened."""
+    """Pitch vs the source (shifted by the ``semitones`` the input was fitted with), measures vs
+    the reference, and the classifier's verdict, flattened."""
     scores: dict[str, Any] = {}
     try:
-        pitch = compare(piece.contour(source, piece.clips[source]), piece.contour(contour_key, audio))
+        expected = piece.contour(source, piece.clips[source]).transposed(semitones)
+        pitch = compare(expected, piece.contour(contour_key, audio))
         scores.update(pitch.to_dict())
     except EvaluationError as exc:
         scores["pitch_note"] = str(exc)
@@ -238,7 +243,8 @@ def _score_pair(
 ) -> dict:
     """Translate one clip, score every system, write its clips and plots: one ``pairs`` entry."""
     clip, reference = piece.clips[source], piece.clips[target]
-    output = translate(clip, target, model, options.generation)
+    fitted = fit_input(clip, model.input_level_db, options.transpose)
+    output = translate(fitted.audio, target, model, options.generation, transpose=0)
     systems = {  # name -> (audio, pitch-contour cache key, scored against the reference?)
         "model": (output, f"{source}>{target}", True),
         "identity": (clip, source, True),
@@ -247,7 +253,16 @@ def _score_pair(
     if target in piece.ceiling:
         systems["ceiling"] = (piece.ceiling[target], f"ceiling:{target}", True)
     scores = {
-        name: _score_system(piece, source, target, key, audio, vs_reference, classifier)
+        name: _score_system(
+            piece,
+            source,
+            target,
+            key,
+            audio,
+            vs_reference,
+            classifier,
+            fitted.semitones if name == "model" else 0,
+        )
         for name, (audio, key, vs_reference) in systems.items()
     }
     audio_paths = {
@@ -265,6 +280,7 @@ def _score_pair(
         "source": source,
         "target": target,
         "seconds": len(clip) / SAMPLE_RATE,
+        "transpose": fitted.semitones,
         "audio": audio_paths,
         "plots": {
             "spectrograms": writer.plot(
@@ -390,6 +406,7 @@ def build_report(
                 "targets": targets,
                 "temperature": options.generation.temperature,
                 "seed": options.generation.seed,
+                "transpose": options.transpose,
             },
             "metrics": [{"key": k, "label": label, "better": b} for k, label, b in METRICS],
             "classifier": (
