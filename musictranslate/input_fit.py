@@ -38,6 +38,13 @@ MAX_GAIN_DB = 30.0
 PEAK = 0.99
 """The level fit never pushes a peak past this: the encoder's mu-law input clips at 1."""
 
+SHIFT_CHUNK_SECONDS, SHIFT_OVERLAP_SECONDS = 30.0, 0.5
+"""Pitch shifting works on 30 s chunks crossfaded over 0.5 s: a phase vocoder over a whole
+hours-long file would hold its STFT (~16x the audio) in memory."""
+
+MIN_SHIFT = 4096
+"""Shorter clips are padded to this for the shift: librosa's 2048-point STFT warns below it."""
+
 AUTO = "auto"
 
 
@@ -55,15 +62,20 @@ def median_pitch_hz(audio: np.ndarray) -> float | None:
     import librosa
 
     window = int(ANALYSIS_SECONDS * SAMPLE_RATE)
-    count = len(audio) // window
-    if count <= ANALYSIS_WINDOWS:
-        excerpt = audio[: max(count, 1) * window]
-    else:
-        starts = np.linspace(0, count - 1, ANALYSIS_WINDOWS).astype(int) * window
-        excerpt = np.concatenate([audio[s : s + window] for s in starts])
-    f0, voiced, _ = librosa.pyin(
-        np.asarray(excerpt, dtype=np.float32), fmin=60.0, fmax=2500.0, sr=SAMPLE_RATE, hop_length=1024
-    )
+    count = max(1, len(audio) // window)
+    starts = np.unique(np.linspace(0, count - 1, min(count, ANALYSIS_WINDOWS)).astype(int)) * window
+    tracks = [
+        librosa.pyin(
+            np.asarray(audio[s : s + window], dtype=np.float32),
+            fmin=60.0,
+            fmax=2500.0,
+            sr=SAMPLE_RATE,
+            hop_length=1024,
+        )
+        for s in starts
+    ]
+    f0 = np.concatenate([track[0] for track in tracks])
+    voiced = np.concatenate([track[1] for track in tracks])
     if voiced.mean() < MIN_VOICED:
         return None
     return float(np.median(f0[voiced]))
@@ -81,17 +93,32 @@ def fit_input(audio: np.ndarray, level_db: float | None, transpose: int | str = 
     """Shift ``audio`` by ``transpose`` semitones (``"auto"``: see ``auto_semitones``), then scale
     it to ``level_db`` (the model's training level; ``None`` leaves the level alone)."""
     semitones = auto_semitones(audio) if transpose == AUTO else int(transpose)
+    own_copy = bool(semitones)
     if semitones:
-        import librosa
-
-        audio = librosa.effects.pitch_shift(
-            np.asarray(audio, dtype=np.float32), sr=SAMPLE_RATE, n_steps=semitones, res_type="soxr_hq"
-        )
+        audio = pitch_shift(audio, semitones)
     gain_db = 0.0
     level = loudness_db(audio) if level_db is not None else None
     if level is not None:
-        peak = float(np.max(np.abs(audio)))
+        peak = max(float(audio.max()), -float(audio.min()))  # no |audio| copy of a long file
         headroom_db = 20 * math.log10(PEAK / peak)
         gain_db = float(np.clip(level_db - level, -MAX_GAIN_DB, min(MAX_GAIN_DB, headroom_db)))
-        audio = (audio * 10 ** (gain_db / 20)).astype(np.float32)
+        gain = np.float32(10 ** (gain_db / 20))
+        audio = np.multiply(audio, gain, out=audio if own_copy else None, dtype=np.float32)
     return FittedInput(audio, semitones, gain_db)
+
+
+def pitch_shift(audio: np.ndarray, semitones: int) -> np.ndarray:
+    """``audio`` shifted by ``semitones`` (librosa), chunk by chunk so memory stays bounded."""
+    import librosa
+
+    chunk, overlap = int(SHIFT_CHUNK_SECONDS * SAMPLE_RATE), int(SHIFT_OVERLAP_SECONDS * SAMPLE_RATE)
+    out = np.empty(len(audio), dtype=np.float32)
+    fade_in = np.linspace(0.0, 1.0, overlap, dtype=np.float32)
+    for start in range(0, len(audio), chunk):
+        lo, hi = max(0, start - overlap), min(len(audio), start + chunk)
+        segment = np.pad(np.asarray(audio[lo:hi], dtype=np.float32), (0, max(0, MIN_SHIFT - (hi - lo))))
+        piece = librosa.effects.pitch_shift(segment, sr=SAMPLE_RATE, n_steps=semitones, res_type="soxr_hq")
+        seam = start - lo  # the previous chunk's tail, crossfaded into this one's head
+        out[lo:start] = out[lo:start] * (1 - fade_in[:seam]) + piece[:seam] * fade_in[:seam]
+        out[start:hi] = piece[seam : hi - lo]
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import librosa
@@ -62,6 +63,26 @@ def test_fit_input_moves_a_whistle_into_the_training_register_and_level() -> Non
     assert musictranslate.fit_input(whistled([2093.0, 2349.3] * 5), None).semitones == -24
     assert musictranslate.fit_input(high, None, transpose=0).semitones == 0
     assert musictranslate.fit_input(high, None, transpose=-5).semitones == -5
+
+
+def test_fit_input_shifts_long_inputs_chunk_by_chunk_and_short_ones_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("musictranslate.input_fit.SHIFT_CHUNK_SECONDS", 1.0)  # seams at 1 s and 2 s
+    long = whistled([1200.0], note_seconds=3.3)
+    shifted = musictranslate.fit_input(long, None, -12).audio
+    assert shifted.shape == long.shape and np.isfinite(shifted).all()
+    window = np.hanning(2048)
+    peaks = [
+        np.argmax(np.abs(np.fft.rfft(shifted[s : s + 2048] * window))) * 16000 / 2048
+        for s in range(0, 50000, 1000)
+    ]
+    assert all(abs(12 * np.log2(p / 600.0)) < 0.3 for p in peaks)  # an octave down on both sides of each seam
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert musictranslate.fit_input(whistled([1200.0], note_seconds=0.1), None, -12).audio.shape == (
+            1600,
+        )
 
 
 def test_fit_input_leaves_low_melodies_and_unpitched_audio_alone() -> None:
