@@ -37,10 +37,10 @@ from .audio import AUDIO_EXTENSIONS, check_audible, load_audio, save_audio
 from .config import SAMPLE_RATE
 from .errors import DomainError, MusicTranslateError, UsageError
 from .generate import GenerationOptions, Progress
-from .input_fit import AUTO, fit_input
+from .input_fit import AUTO
 from .loudness import match_loudness
 from .registry import Model
-from .translation import decode, encode, encode_blend
+from .translation import decode, encode_blend, encode_fitted
 
 DEFAULT_EXTENSION = ".wav"
 """Output extension when the input's own format cannot be written (m4a, aac, opus...)."""
@@ -302,8 +302,8 @@ def _mark_duplicates(tasks: list[Task]) -> None:
 def _encode_file(path: Path, model: Model, transpose: int | str) -> Encoded:
     audio = load_audio(path)
     check_audible(audio, str(path), model.config.pool)
-    fitted = fit_input(audio, model.input_level_db, transpose)
-    return Encoded(encode(model, fitted.audio), len(audio), audio, (fitted.semitones,))
+    latent, semitones = encode_fitted(model, audio, transpose)
+    return Encoded(latent, len(audio), audio, (semitones,))
 
 
 def _encode_pair(

@@ -96,8 +96,15 @@ def translate(
     model = _as_model(model)
     model.check_domain(domain)
     check_audible(audio, "input", model.config.pool)
+    latent, _ = encode_fitted(model, audio, transpose)
+    return decode(model, latent, domain, len(audio), options, progress)
+
+
+def encode_fitted(model: Model, audio: np.ndarray, transpose: int | str = AUTO) -> tuple[torch.Tensor, int]:
+    """``encode`` after ``fit_input`` (the model's training level and register): the latent, and
+    the semitones the input was shifted by."""
     fitted = fit_input(audio, model.input_level_db, transpose)
-    return decode(model, encode(model, fitted.audio), domain, len(audio), options, progress)
+    return encode(model, fitted.audio), fitted.semitones
 
 
 def blend_latents(
@@ -151,12 +158,7 @@ def encode_blend(
         raise ValueError("keep and crossfade must be >= 0 seconds")
     for name, audio in (("first input", first), ("second input", second)):
         check_audible(audio, name, model.config.pool)
-    a, b = (fit_input(audio, model.input_level_db, transpose) for audio in (first, second))
+    (a, a_shift), (b, b_shift) = (encode_fitted(model, audio, transpose) for audio in (first, second))
     frame_rate = SAMPLE_RATE / model.config.pool
-    latent = blend_latents(
-        encode(model, a.audio),
-        encode(model, b.audio),
-        round(keep * frame_rate),
-        round(crossfade * frame_rate),
-    )
-    return latent, (a.semitones, b.semitones)
+    latent = blend_latents(a, b, round(keep * frame_rate), round(crossfade * frame_rate))
+    return latent, (a_shift, b_shift)

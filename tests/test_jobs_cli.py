@@ -79,9 +79,11 @@ def test_folders_recursive_in_stable_order_each_input_encoded_once(
     tiny: list[str], library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    real_encode = jobs.encode
+    real_encode = jobs.encode_fitted
     monkeypatch.setattr(
-        jobs, "encode", lambda model, audio: calls.append(len(audio)) or real_encode(model, audio)
+        jobs,
+        "encode_fitted",
+        lambda model, audio, transpose: calls.append(len(audio)) or real_encode(model, audio, transpose),
     )
     single = write(tmp_path / "solo.wav")
     result, records = translate_json(library, single, "--to", "piano,flute", *tiny)

@@ -154,10 +154,11 @@ def _error_reporter(notes: bool) -> Callable[[Result], None]:
     since its translation then plays in another octave than the user sang or whistled (unless
     ``notes`` is off: ``--quiet``)."""
     seen: set[str] = set()
+    noted: set[str] = set()
 
     def report(result: Result) -> None:
-        if notes and any(result.transpose) and result.input not in seen:
-            seen.add(result.input)
+        if notes and any(result.transpose) and result.input not in noted:
+            noted.add(result.input)
             shifts = " and ".join(f"{s:+d}" for s in result.transpose)
             stderr.print(
                 f"note: {result.input}: shifted {shifts} semitones into the register the model was "

@@ -33,10 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import GenerationOptions, __version__, load_audio, save_audio, translate
+from .. import GenerationOptions, __version__, load_audio, save_audio
+from ..audio import check_audible
 from ..config import SAMPLE_RATE
 from ..errors import MusicTranslateError, OutputError
-from ..input_fit import AUTO, fit_input
+from ..input_fit import AUTO
+from ..translation import decode, encode_fitted
 from . import EvaluationError, plots
 from .classifier import DomainClassifier, load_classifier
 from .files import parallel_pieces
@@ -243,8 +245,9 @@ def _score_pair(
 ) -> dict:
     """Translate one clip, score every system, write its clips and plots: one ``pairs`` entry."""
     clip, reference = piece.clips[source], piece.clips[target]
-    fitted = fit_input(clip, model.input_level_db, options.transpose)
-    output = translate(fitted.audio, target, model, options.generation, transpose=0)
+    check_audible(clip, "input", model.config.pool)
+    latent, semitones = encode_fitted(model, clip, options.transpose)  # fitted once, as translate does
+    output = decode(model, latent, target, len(clip), options.generation)
     systems = {  # name -> (audio, pitch-contour cache key, scored against the reference?)
         "model": (output, f"{source}>{target}", True),
         "identity": (clip, source, True),
@@ -261,7 +264,7 @@ def _score_pair(
             audio,
             vs_reference,
             classifier,
-            fitted.semitones if name == "model" else 0,
+            semitones if name == "model" else 0,
         )
         for name, (audio, key, vs_reference) in systems.items()
     }
@@ -280,7 +283,7 @@ def _score_pair(
         "source": source,
         "target": target,
         "seconds": len(clip) / SAMPLE_RATE,
-        "transpose": fitted.semitones,
+        "transpose": semitones,
         "audio": audio_paths,
         "plots": {
             "spectrograms": writer.plot(
