@@ -54,6 +54,11 @@ def render_model_card(manifest: dict) -> str:
             f"- Data: `{training.get('data', '?')}`; files per domain and split: "
             + "; ".join(f"{d} {v}" for d, v in training.get("domains", {}).items()),
             f"- Split rule: {training.get('split_rule', '?')}",
+        ]
+        if training.get("refined_steps"):
+            refined = ", ".join(f"{d} {n} steps" for d, n in training["refined_steps"].items())
+            lines.append(f"- Refined alone with the encoder frozen before the joint run went on: {refined}")
+        lines += [
             "",
             "| domain | train loss (last batch) | validation loss |",
             "| --- | --- | --- |",
@@ -64,7 +69,35 @@ def render_model_card(manifest: dict) -> str:
             val_loss = val.get(domain, math.nan)
             lines.append(f"| {domain} | {train_loss:.3f} | {val_loss:.3f} |")
         lines += ["", f"Cross-entropy in nats over 256 classes; a uniform guess scores {math.log(256):.3f}."]
+    lines += _later_decoders(manifest["decoders"])
     return "\n".join(lines) + "\n"
+
+
+def _later_decoders(decoders: dict) -> list[str]:
+    """Rows for the decoders that ``add-domain`` added or refined after the joint run.
+
+    Why: their losses and steps are their own (encoder frozen), and a refined decoder's joint-run
+    loss in the table above no longer describes it.
+    """
+    later = {d: e["provenance"] for d, e in decoders.items() if "provenance" in e}
+    if not later:
+        return []
+    lines = [
+        "",
+        "## Decoders trained after the joint run (encoder frozen, `add-domain`)",
+        "",
+        "| domain | how | steps | wall time | learning rate | train loss (last batch) | validation loss |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for domain, info in later.items():
+        how = "Refined from the joint run's decoder" if info.get("refined") else "Added"
+        train_loss = info.get("losses", {}).get(domain, math.nan)
+        val_loss = info.get("val_losses", {}).get(domain, math.nan)
+        lines.append(
+            f"| {domain} | {how} | {info.get('steps', '?')} | {_hours(info.get('wall_seconds', 0))} | "
+            f"{info.get('lr', '?')} | {train_loss:.3f} | {val_loss:.3f} |"
+        )
+    return lines
 
 
 def write_model_card(folder: str | Path, manifest: dict) -> Path:

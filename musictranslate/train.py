@@ -20,7 +20,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -42,7 +42,7 @@ from .data import (
 from .errors import MusicTranslateError, UsageError, first_line
 from .jobs import resolve_device
 from .model import ConfusionNet, Decoder, Encoder
-from .registry import Model, add_decoder, restore_interrupted, save_model, write_folder_atomically
+from .registry import Model, add_decoder, load_model, restore_interrupted, save_model, write_folder_atomically
 
 CHECKPOINT_FORMAT = 1
 
@@ -340,6 +340,25 @@ class TrainResult:
     main_process: bool = True  # False on the other ranks under torchrun, which should stay quiet
 
 
+def _take_refined_decoders(out: Path, trainer: Trainer) -> dict[str, int]:
+    """Go on from the decoders that ``add-domain --refine`` trained since the checkpoint.
+
+    Why: the checkpoint holds the joint run's older weights for them, and the next checkpoint
+    re-saves the whole model folder, which would silently throw the refinement away. Returns the
+    refinement steps per domain so far (earlier ones were recorded in the manifest already).
+    """
+    if not (out / "manifest.json").is_file():
+        return {}
+    model = load_model(out)
+    steps = dict(model.manifest.get("training", {}).get("refined_steps", {}))
+    for domain, entry in model.manifest["decoders"].items():
+        info = entry.get("provenance", {})
+        if info.get("refined") and domain in trainer.autoencoders.decoders:
+            trainer.autoencoders.decoders[domain].load_state_dict(model.decoder(domain).state_dict())
+            steps[domain] = steps.get(domain, 0) + info["steps"]
+    return steps
+
+
 def _segment_samples(options: TrainOptions, config: ModelConfig) -> int:
     return max(1, round(options.segment_seconds * SAMPLE_RATE / config.pool)) * config.pool
 
@@ -497,6 +516,7 @@ def train(
         input_level_db = training_level_db(sources)
         trainer = Trainer(config, domains, options, dist)
         start, history_seconds = 0, 0.0
+        refined_steps: dict[str, int] = {}
         restore_interrupted(run / "checkpoint")  # killed mid-swap: the previous one is still there
         if resume:
             tensors, meta = _load_checkpoint(run)
@@ -517,6 +537,7 @@ def train(
                     "delete it to start over, or train into another --out"
                 ) from None
             start, history_seconds = meta["step"], meta.get("wall_seconds", 0.0)
+            refined_steps = _take_refined_decoders(out, trainer)
         elif (run / "checkpoint").exists():
             raise TrainingError(
                 f"{run}: a previous run exists; pass --resume to continue it, or pick another --out"
@@ -542,6 +563,7 @@ def train(
                 "domains": {d: {k: len(v) for k, v in s.items()} for d, s in splits.items()},
                 "split_rule": split_rule,
                 "input_level_db": input_level_db,
+                "refined_steps": refined_steps,
                 "skipped_files": skipped,
                 "losses": losses,
                 "val_losses": val_losses,
@@ -575,14 +597,29 @@ def add_domain(
     name: str,
     options: TrainOptions = TrainOptions(),
     on_step: StepCallback | None = None,
+    refine: bool = False,
 ) -> TrainResult:
     """Train a decoder for a new domain on ``data`` alone with the encoder frozen, and add it.
 
     Nothing else in the model changes: the encoder, the confusion net and the other decoders keep
     their files and hashes; the model gains ``decoders/<name>.safetensors`` and a manifest entry.
+
+    ``refine`` instead trains the model's existing ``name`` decoder further, from its weights.
+    Why: joint training gives each of N decoders only 1/N of the steps, and a decoder-only step
+    skips the encoder's backward pass, so one weak target domain improves several times faster
+    this way -- and, the encoder being frozen, no other domain can get worse. Running it again
+    goes on from the saved decoder (the optimiser restarts); the steps add up in the manifest.
     """
-    if name in model.domains:
-        raise TrainingError(f"model {model.name!r} already has a domain {name!r}; pick another --name")
+    if refine and name not in model.domains:
+        raise TrainingError(
+            f"model {model.name!r} has no domain {name!r} to refine (it has {', '.join(model.domains)}); "
+            "drop --refine to add it"
+        )
+    if not refine and name in model.domains:
+        raise TrainingError(
+            f"model {model.name!r} already has a domain {name!r}; pick another --name, "
+            "or pass --refine to train that decoder further"
+        )
     from .data import audio_files
 
     folder = Path(data)
@@ -599,6 +636,11 @@ def add_domain(
         sources, skipped = _load_sources(splits, segment, "train")
         val_sources, _ = _load_sources(splits, segment, "val")
         trainer = Trainer(config, [name], options, dist, encoder=model.encoder, train_encoder=False)
+        earlier = model.manifest["decoders"][name].get("provenance", {}) if refine else {}
+        start = earlier.get("steps", 0)  # a refinement goes on with new batches, steps add up
+        options = replace(options, steps=start + options.steps)
+        if refine:
+            trainer.autoencoders.decoders[name].load_state_dict(model.decoder(name).state_dict())
         tic = time.perf_counter()
 
         def checkpoint(step: int, losses: dict, val_losses: dict) -> None:
@@ -609,14 +651,18 @@ def add_domain(
                 "skipped_files": skipped,
                 "losses": losses,
                 "val_losses": val_losses,
-                "wall_seconds": round(time.perf_counter() - tic, 1),
+                "wall_seconds": round(earlier.get("wall_seconds", 0.0) + time.perf_counter() - tic, 1),
                 "encoder_frozen": True,
+                "lr": options.lr,
             }
+            if refine:  # on top of the joint run's (or an earlier refinement's) weights
+                provenance["refined"] = True
             add_decoder(model, name, trainer.autoencoders.decoders[name], provenance)
 
-        log = _Log(run_folder(model.path) / f"add-{name}.jsonl", 0, dist.main)
+        log_name = f"{'refine' if refine else 'add'}-{name}.jsonl"
+        log = _Log(run_folder(model.path) / log_name, start, dist.main)
         losses, val_losses = _loop(
-            trainer, sources, val_sources, 0, options, segment, checkpoint, log, on_step, model.path
+            trainer, sources, val_sources, start, options, segment, checkpoint, log, on_step, model.path
         )
         return TrainResult(model.path, options.steps, losses, val_losses, time.perf_counter() - tic)
     finally:

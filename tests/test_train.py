@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from musictranslate.cli import app
@@ -158,6 +160,58 @@ def test_add_domain_changes_nothing_else(dataset: Path, tmp_path: Path) -> None:
     assert (
         run("translate", src, "--to", "organ", "-m", "m", "--models", models, "-o", out, "-q").exit_code == 0
     )
+
+
+def test_refine_trains_an_existing_decoder_further_and_nothing_else(dataset: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    args = ["-m", "m", "--models", models, "--batch-size", "4", "--segment", "0.1", "--workers", "0", "-q"]
+    trained = run(
+        "train", dataset, "--out", models / "m", *TINY, "--steps", "40", "--lr", "1e-2", "--no-augment"
+    )
+    assert trained.exit_code == 0, trained.output
+    before = json.loads((models / "m" / "manifest.json").read_text())
+    joint_loss = before["training"]["losses"]["sine"]
+
+    refine = ["add-domain", dataset / "sine", "--refine", "--lr", "1e-2", "--no-augment", *args]
+    assert run(*refine, "--steps", "10").exit_code == 0
+    after = json.loads((models / "m" / "manifest.json").read_text())
+    assert after["encoder"] == before["encoder"] and after["confusion"] == before["confusion"]
+    assert after["decoders"]["saw"] == before["decoders"]["saw"]
+    assert after["decoders"]["sine"]["sha256"] != before["decoders"]["sine"]["sha256"]
+    first = json.loads((models / "m.train" / "refine-sine.jsonl").read_text().splitlines()[0])
+    assert first["reconstruction"] < joint_loss + 0.5 < np.log(256)  # went on from the trained weights
+
+    assert run(*refine, "--steps", "5").exit_code == 0  # a second run goes on, the steps add up
+    provenance = json.loads((models / "m" / "manifest.json").read_text())["decoders"]["sine"]["provenance"]
+    assert provenance["refined"] is True and provenance["steps"] == 15
+    steps = [
+        json.loads(line)["step"]
+        for line in (models / "m.train" / "refine-sine.jsonl").read_text().splitlines()
+    ]
+    assert steps == [10, 15]
+    assert "Refined" in (models / "m" / "README.md").read_text()
+
+    result = run("add-domain", dataset / "sine", "--refine", "--name", "organ", "--steps", "2", *args)
+    assert result.exit_code == 1 and "no domain 'organ' to refine" in result.output
+    result = run("add-domain", dataset / "sine", "--steps", "2", *args)
+    assert result.exit_code == 1 and "--refine" in result.output
+
+
+def test_resuming_the_joint_run_keeps_a_refined_decoder(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    assert (
+        run("train", dataset, "--out", out, *TINY, "--steps", "3", "--checkpoint-every", "3").exit_code == 0
+    )
+    refine = ["add-domain", dataset / "sine", "--refine", "-m", out, "--steps", "3", "--lr", "1e-2"]
+    assert run(*refine, "--batch-size", "4", "--segment", "0.1", "--workers", "0", "-q").exit_code == 0
+    refined = load_file(out / "decoders" / "sine.safetensors")
+    # a learning rate too small to move anything: what the resumed run saves is what it started from
+    resumed = run("train", dataset, "--out", out, *TINY, "--steps", "4", "--lr", "1e-12", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    after = load_file(out / "decoders" / "sine.safetensors")
+    assert all(torch.allclose(after[k], refined[k], atol=1e-6) for k in refined)
+    assert json.loads((out / "manifest.json").read_text())["training"]["refined_steps"] == {"sine": 3}
+    assert "Refined alone" in (out / "README.md").read_text()
 
 
 def test_bad_training_input_gives_one_line_errors(dataset: Path, tmp_path: Path) -> None:

@@ -142,9 +142,20 @@ def add_domain_command(
     bf16: Bf16Option = False,
     no_augment: NoAugOption = False,
     device: DeviceOption = "auto",
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine",
+            help="Train the model's existing decoder for this domain further (its --steps more), "
+            "encoder frozen, instead of adding a new one.",
+        ),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Add a domain to a trained model: a new decoder trained with the encoder frozen."""
+    """Add a domain to a trained model: a new decoder trained with the encoder frozen.
+
+    With --refine, improve a domain the model already has the same way.
+    """
     from ..registry import load_model, writable_model
     from ..train import add_domain
 
@@ -164,6 +175,7 @@ def add_domain_command(
         )
         domain = name or data.resolve().name
         with _training_progress(quiet) as progress:
-            result = add_domain(loaded, data, domain, options, on_step=progress)
+            result = add_domain(loaded, data, domain, options, on_step=progress, refine=refine)
     if not quiet:
-        stderr.print(f"added domain {domain!r} to {result.model} after {result.steps} steps", highlight=False)
+        done = "refined" if refine else "added"
+        stderr.print(f"{done} domain {domain!r} of {result.model}: {result.steps} steps", highlight=False)
