@@ -79,11 +79,18 @@ def main() -> int:
         options = dataclasses.replace(options, embedding=False, force=True)
         documents[name] = build_report(model, data, args.out / name, options)
         print(f"{name}: {len(documents[name]['pairs'])} translations -> {args.out / name / 'index.html'}")
-    step = json.loads((model.path / "manifest.json").read_text()).get("training", {}).get("steps", "?")
+    manifest = json.loads((model.path / "manifest.json").read_text())
+    step = manifest.get("training", {}).get("steps", "?")
+    refined = [
+        f"{domain} decoder refined {entry['provenance']['steps']:,} more steps"
+        for domain, entry in manifest["decoders"].items()
+        if entry.get("provenance", {}).get("refined")
+    ]
+    when = f"step {step}" + "".join(f", {r}" for r in refined)
     settings = documents["domains"]["settings"]
     sources = ", ".join(s for s in settings["sources"] if s not in settings["targets"])
     section = f"""
-## Evaluation at step {step} (measured {date.today().isoformat()})
+## Evaluation at {when} (measured {date.today().isoformat()})
 
 `python examples/evaluate_default.py` (`make evaluate-default`): `musictranslate evaluate report`
 on 10 s clips, pitch by pyin; NCC at the best shift and DTW followed by a normalised correlation
