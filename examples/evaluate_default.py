@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -24,6 +23,7 @@ from musictranslate import load_model
 from musictranslate.errors import ModelError
 from musictranslate.evaluate.classifier import load_classifier, train_classifier
 from musictranslate.evaluate.report import ReportOptions, build_report
+from musictranslate.registry import refined_decoders
 
 COLUMNS = (
     ("ncc", "NCC"),
@@ -79,14 +79,10 @@ def main() -> int:
         options = dataclasses.replace(options, embedding=False, force=True)
         documents[name] = build_report(model, data, args.out / name, options)
         print(f"{name}: {len(documents[name]['pairs'])} translations -> {args.out / name / 'index.html'}")
-    manifest = json.loads((model.path / "manifest.json").read_text())
+    manifest = model.manifest
     step = manifest.get("training", {}).get("steps", "?")
-    refined = [
-        f"{domain} decoder refined {entry['provenance']['steps']:,} more steps"
-        for domain, entry in manifest["decoders"].items()
-        if entry.get("provenance", {}).get("refined")
-    ]
-    when = f"step {step}" + "".join(f", {r}" for r in refined)
+    refined = refined_decoders(manifest).items()
+    when = f"step {step}" + "".join(f", {d} decoder refined {p['steps']:,} more steps" for d, p in refined)
     settings = documents["domains"]["settings"]
     sources = ", ".join(s for s in settings["sources"] if s not in settings["targets"])
     section = f"""

@@ -377,6 +377,15 @@ def restore_interrupted(folder: str | os.PathLike) -> None:
         os.replace(old, folder)
 
 
+def refined_decoders(manifest: dict) -> dict[str, dict]:
+    """Domain -> provenance of each decoder that ``add-domain --refine`` trained on its own."""
+    return {
+        domain: entry["provenance"]
+        for domain, entry in manifest["decoders"].items()
+        if entry.get("provenance", {}).get("refined")
+    }
+
+
 def add_decoder(model: Model, domain: str, decoder: Decoder, provenance: dict | None = None) -> None:
     """Add one decoder file and one manifest entry; nothing else in the folder changes."""
     file = f"decoders/{domain}.safetensors"

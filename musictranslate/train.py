@@ -42,7 +42,15 @@ from .data import (
 from .errors import MusicTranslateError, UsageError, first_line
 from .jobs import resolve_device
 from .model import ConfusionNet, Decoder, Encoder
-from .registry import Model, add_decoder, load_model, restore_interrupted, save_model, write_folder_atomically
+from .registry import (
+    Model,
+    add_decoder,
+    load_model,
+    refined_decoders,
+    restore_interrupted,
+    save_model,
+    write_folder_atomically,
+)
 
 CHECKPOINT_FORMAT = 1
 
@@ -246,6 +254,10 @@ class Trainer:
         stats["reconstruction"] = recon.item()
         return stats
 
+    def start_decoder_from(self, model: Model, domain: str) -> None:
+        """Begin ``domain``'s decoder from ``model``'s trained weights instead of fresh ones."""
+        self.autoencoders.decoders[domain].load_state_dict(model.decoder(domain).state_dict())
+
     @torch.no_grad()
     def check_finite(self, step: int) -> None:
         """Refuse to checkpoint weights that overflowed although the last loss was still finite."""
@@ -351,10 +363,9 @@ def _take_refined_decoders(out: Path, trainer: Trainer) -> dict[str, int]:
         return {}
     model = load_model(out)
     steps = dict(model.manifest.get("training", {}).get("refined_steps", {}))
-    for domain, entry in model.manifest["decoders"].items():
-        info = entry.get("provenance", {})
-        if info.get("refined") and domain in trainer.autoencoders.decoders:
-            trainer.autoencoders.decoders[domain].load_state_dict(model.decoder(domain).state_dict())
+    for domain, info in refined_decoders(model.manifest).items():
+        if domain in trainer.autoencoders.decoders:
+            trainer.start_decoder_from(model, domain)
             steps[domain] = steps.get(domain, 0) + info["steps"]
     return steps
 
@@ -640,7 +651,7 @@ def add_domain(
         start = earlier.get("steps", 0)  # a refinement goes on with new batches, steps add up
         options = replace(options, steps=start + options.steps)
         if refine:
-            trainer.autoencoders.decoders[name].load_state_dict(model.decoder(name).state_dict())
+            trainer.start_decoder_from(model, name)
         tic = time.perf_counter()
 
         def checkpoint(step: int, losses: dict, val_losses: dict) -> None:
