@@ -214,6 +214,40 @@ def test_resuming_the_joint_run_keeps_a_refined_decoder(dataset: Path, tmp_path:
     assert "Refined alone" in (out / "README.md").read_text()
 
 
+def test_init_starts_a_new_run_from_a_trained_models_weights(dataset: Path, tmp_path: Path) -> None:
+    first, second, fresh = tmp_path / "first", tmp_path / "second", tmp_path / "fresh"
+    args = [*TINY, "--no-augment", "--checkpoint-every", "1"]
+    assert run("train", dataset, "--out", first, *args, "--steps", "30", "--lr", "1e-2").exit_code == 0
+    trained = json.loads((first / "manifest.json").read_text())["training"]["val_losses"]
+    # a step per domain at a learning rate too small to move anything: the new run holds the first's weights
+    tiny_step = ["--steps", "2", "--lr", "1e-12"]
+    started = run("train", dataset, "--out", second, *args, *tiny_step, "--init", first)
+    assert started.exit_code == 0, started.output
+    assert run("train", dataset, "--out", fresh, *args, *tiny_step).exit_code == 0
+    for name in ("encoder.safetensors", "confusion.safetensors", "decoders/sine.safetensors"):
+        before, after = load_file(first / name), load_file(second / name)
+        assert all(torch.allclose(after[k], before[k], atol=1e-6) for k in before)
+    losses = {
+        m: json.loads((m / "manifest.json").read_text())["training"]["val_losses"] for m in (second, fresh)
+    }
+    for domain, loss in trained.items():  # it starts where the first left off, not from noise
+        assert abs(losses[second][domain] - loss) < 0.05 and losses[fresh][domain] > loss + 0.5
+    lineage = json.loads((second / "manifest.json").read_text())["training"]["initialised_from"]
+    assert lineage["model"] == "first" and lineage["steps"] == 30 and lineage["confusion"] is True
+    assert "Started from the weights of model `first` (30 steps" in (second / "README.md").read_text()
+    # going on with --resume keeps the record of where the run started
+    assert run("train", dataset, "--out", second, *args, "--steps", "3", "--resume").exit_code == 0
+    assert json.loads((second / "manifest.json").read_text())["training"]["initialised_from"] == lineage
+
+    other = [a if a != "tiny" else "small" for a in TINY]
+    result = run("train", dataset, "--out", tmp_path / "x", *other, "--steps", "1", "--init", first)
+    assert result.exit_code == 1 and "pass --preset tiny" in result.output
+    result = run("train", dataset, "--out", second, *args, "--steps", "9", "--resume", "--init", first)
+    assert result.exit_code == 2 and "give one" in result.output
+    result = run("train", dataset, "--out", tmp_path / "y", *args, "--steps", "1", "--init", tmp_path / "no")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
 def test_bad_training_input_gives_one_line_errors(dataset: Path, tmp_path: Path) -> None:
     one = tmp_path / "one"
     write_domain(one / "sine", "sine", n_files=2)

@@ -94,11 +94,26 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint of --out.")
     ] = False,
+    init: Annotated[
+        Optional[str],
+        typer.Option(
+            "--init",
+            help="Start from this trained model's weights (name or folder): its encoder, its decoders "
+            "of the domains DATA shares and, with the same domains, its confusion net.",
+        ),
+    ] = None,
+    warmup: Annotated[
+        Optional[int],
+        typer.Option(
+            "--warmup",
+            help="Steps over which the learning rate ramps up from zero (default: 300 with --init, else 0).",
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Train a model: shared encoder, one decoder per domain, domain confusion."""
     from ..config import PRESETS
-    from ..registry import model_output_path
+    from ..registry import load_model, model_output_path
     from ..train import train
 
     if preset not in PRESETS:
@@ -117,10 +132,14 @@ def train_command(
             bf16=bf16,
             augment=not no_augment,
             device=device,
+            warmup_steps=warmup,
         )
         with _training_progress(quiet) as progress:
             out_folder = model_output_path(out, models)
-            result = train(data, out_folder, options, resume=resume, on_step=progress, val_data=val)
+            start = load_model(init, models) if init is not None else None
+            result = train(
+                data, out_folder, options, resume=resume, on_step=progress, val_data=val, init=start
+            )
     if not quiet and result.main_process:
         losses = ", ".join(f"{d} {v:.3f}" for d, v in result.losses.items())
         stderr.print(f"wrote {result.model} after {result.steps} steps ({losses})", highlight=False)
