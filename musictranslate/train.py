@@ -87,7 +87,7 @@ class TrainOptions:
     bf16: bool = False
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"
-    warmup_steps: int | None = None  # None: INIT_WARMUP_STEPS for an --init run, else none
+    warmup_steps: int | None = None  # None: WARMUP_STEPS when trained weights meet a fresh optimiser
 
     def __post_init__(self) -> None:
         """Refuse values that would otherwise fail deep in the loop with a traceback (a zero
@@ -116,10 +116,19 @@ class TrainOptions:
         return cls(**values)
 
 
-INIT_WARMUP_STEPS = 300
-"""Learning-rate ramp of a run that starts from a trained model. Why: a fresh Adam's first steps
-move every weight by about the learning rate whatever its gradient; measured on the default model,
-six such steps at 3e-4 raised organ's validation loss from 3.22 to 5.25 nats."""
+WARMUP_STEPS = 300
+"""Learning-rate ramp of a run whose fresh optimiser starts on trained weights (``--init``,
+``add-domain --refine``). Why: a fresh Adam's first steps move every weight by about the learning
+rate whatever its gradient; measured on the default model, six such steps at 3e-4 raised organ's
+validation loss from 3.22 to 5.25 nats, and with the ramp they left it at 3.21."""
+
+
+def _with_warmup(options: TrainOptions, trained_weights: bool) -> TrainOptions:
+    """Resolve the default ``--warmup``: a ramp where trained weights meet a fresh optimiser."""
+    if options.warmup_steps is not None:
+        return options
+    return replace(options, warmup_steps=WARMUP_STEPS if trained_weights else 0)
+
 
 StepCallback = Callable[[int, int, dict], None]
 """Called as ``on_step(step, total_steps, stats)`` after every step."""
@@ -207,6 +216,7 @@ class Trainer:
         torch.manual_seed(options.seed)
         self.config, self.domains, self.options, self.dist = config, domains, options, dist
         self.train_encoder = train_encoder
+        self.first_step = 0  # where this optimiser started: the learning-rate ramp counts from it
         device = dist.device
         encoder = encoder or Encoder(config)
         encoder.requires_grad_(train_encoder)
@@ -220,7 +230,7 @@ class Trainer:
 
     def set_lr(self, step: int) -> None:
         lr = self.options.lr * self.options.lr_decay ** (step // self.options.lr_decay_every)
-        lr *= min(1.0, (step + 1) / (self.options.warmup_steps or 1))
+        lr *= min(1.0, (step - self.first_step + 1) / (self.options.warmup_steps or 1))
         for opt in (self.ae_opt, self.conf_opt):
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -237,7 +247,7 @@ class Trainer:
         self.autoencoders.train()
         with self._autocast():
             logits, latent = self.ae(name, encoder_input, target)
-        stats: dict = {"domain": name}
+        stats: dict = {"domain": name, "lr": self.ae_opt.param_groups[0]["lr"]}
         if self.train_encoder:
             self.conf_opt.zero_grad(set_to_none=True)
             with self._autocast():
@@ -559,8 +569,7 @@ def train(
         raise UsageError(
             "--init starts a new run from a model's weights and --resume goes on with a checkpoint; give one"
         )
-    if options.warmup_steps is None:
-        options = replace(options, warmup_steps=INIT_WARMUP_STEPS if init is not None else 0)
+    options = _with_warmup(options, trained_weights=init is not None)
     out = Path(out)
     run = run_folder(out)
     config = preset(options.preset)
@@ -703,10 +712,11 @@ def add_domain(
         splits = {name: split_files(files, options.seed)}
         sources, skipped = _load_sources(splits, segment, "train")
         val_sources, _ = _load_sources(splits, segment, "val")
-        trainer = Trainer(config, [name], options, dist, encoder=model.encoder, train_encoder=False)
         earlier = model.manifest["decoders"][name].get("provenance", {}) if refine else {}
         start = earlier.get("steps", 0)  # a refinement goes on with new batches, steps add up
-        options = replace(options, steps=start + options.steps)
+        options = _with_warmup(replace(options, steps=start + options.steps), trained_weights=refine)
+        trainer = Trainer(config, [name], options, dist, encoder=model.encoder, train_encoder=False)
+        trainer.first_step = start
         if refine:
             trainer.start_decoder_from(model, name)
         tic = time.perf_counter()
@@ -722,6 +732,7 @@ def add_domain(
                 "wall_seconds": round(earlier.get("wall_seconds", 0.0) + time.perf_counter() - tic, 1),
                 "encoder_frozen": True,
                 "lr": options.lr,
+                "warmup_steps": options.warmup_steps,
             }
             if refine:  # on top of the joint run's (or an earlier refinement's) weights
                 provenance["refined"] = True

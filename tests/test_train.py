@@ -184,11 +184,10 @@ def test_refine_trains_an_existing_decoder_further_and_nothing_else(dataset: Pat
     assert run(*refine, "--steps", "5").exit_code == 0  # a second run goes on, the steps add up
     provenance = json.loads((models / "m" / "manifest.json").read_text())["decoders"]["sine"]["provenance"]
     assert provenance["refined"] is True and provenance["steps"] == 15
-    steps = [
-        json.loads(line)["step"]
-        for line in (models / "m.train" / "refine-sine.jsonl").read_text().splitlines()
-    ]
-    assert steps == [10, 15]
+    log = [json.loads(line) for line in (models / "m.train" / "refine-sine.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log] == [10, 15]
+    # each run's fresh optimiser ramps its learning rate up from its own first step (default 300)
+    assert [record["lr"] for record in log] == pytest.approx([1e-2 * 10 / 300, 1e-2 * 5 / 300])
     assert "Refined" in (models / "m" / "README.md").read_text()
 
     result = run("add-domain", dataset / "sine", "--refine", "--name", "organ", "--steps", "2", *args)

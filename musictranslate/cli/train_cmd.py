@@ -23,6 +23,14 @@ WorkersOption = Annotated[int, typer.Option("--workers", help="Data-loading work
 Bf16Option = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (faster on CPUs with AVX512-BF16).")]
 NoAugOption = Annotated[bool, typer.Option("--no-augment", help="Turn off the pitch-shift augmentation.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu or cuda.")]
+WarmupOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--warmup",
+        help="Steps over which the learning rate ramps up from zero (default: 300 where trained "
+        "weights meet a fresh optimiser, as with --init or --refine; else 0).",
+    ),
+]
 
 
 @contextmanager
@@ -102,13 +110,7 @@ def train_command(
             "of the domains DATA shares and, with the same domains, its confusion net.",
         ),
     ] = None,
-    warmup: Annotated[
-        Optional[int],
-        typer.Option(
-            "--warmup",
-            help="Steps over which the learning rate ramps up from zero (default: 300 with --init, else 0).",
-        ),
-    ] = None,
+    warmup: WarmupOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Train a model: shared encoder, one decoder per domain, domain confusion."""
@@ -169,6 +171,7 @@ def add_domain_command(
             "encoder frozen, instead of adding a new one.",
         ),
     ] = False,
+    warmup: WarmupOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Add a domain to a trained model: a new decoder trained with the encoder frozen.
@@ -191,6 +194,7 @@ def add_domain_command(
             bf16=bf16,
             augment=not no_augment,
             device=device,
+            warmup_steps=warmup,
         )
         domain = name or data.resolve().name
         with _training_progress(quiet) as progress:
