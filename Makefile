@@ -43,8 +43,9 @@ data: install
 
 # Trains (or, when models/default.train holds a checkpoint, resumes) the shipped default model.
 # Checkpoints every 25 steps, so a session that ends mid-run loses at most a few minutes.
-# Steps 0-3,725 ran at --lr 1e-3, then 3e-4: from the same checkpoint, 100 steps at 3e-4 lowered
-# every domain's validation loss 0.03-0.05 nats more than 100 at 1e-3 (which had plateaued).
+# The committed checkpoint is the H200 run's (3,500 steps of 32 x 1 s, README "Training on a GPU
+# machine"), itself started (--init) from 5,850 steps here: 0-3,725 at --lr 1e-3, then 3e-4, which
+# from the same checkpoint lowered every domain's validation loss 0.03-0.05 nats more in 100 steps.
 DEFAULT_TRAIN = --out models/default --preset small --steps 100000 --batch-size 8 --lr 3e-4 --segment 0.5 \
 	--bf16 --checkpoint-every 25 --workers 1
 train-default: data
