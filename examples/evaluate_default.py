@@ -80,9 +80,13 @@ def main() -> int:
         documents[name] = build_report(model, data, args.out / name, options)
         print(f"{name}: {len(documents[name]['pairs'])} translations -> {args.out / name / 'index.html'}")
     manifest = model.manifest
-    step = manifest.get("training", {}).get("steps", "?")
+    training = manifest.get("training", {})
+    when = f"step {training.get('steps', 0):,}"
+    if training.get("initialised_from"):  # a run that started (--init) from a trained model
+        start = training["initialised_from"]
+        when += f" (of a run started from `{start['model']}` at step {start['steps']:,})"
     refined = refined_decoders(manifest).items()
-    when = f"step {step}" + "".join(f", {d} decoder refined {p['steps']:,} more steps" for d, p in refined)
+    when += "".join(f", {d} decoder refined {p['steps']:,} more steps" for d, p in refined)
     settings = documents["domains"]["settings"]
     sources = ", ".join(s for s in settings["sources"] if s not in settings["targets"])
     section = f"""

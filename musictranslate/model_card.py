@@ -76,7 +76,7 @@ def render_model_card(manifest: dict) -> str:
 
 
 def _lineage(start: dict) -> str:
-    """``model `x` (5850 steps, 5.76 h on cpu; piano refined 3650 steps)``, and so on back to the
+    """``model `x` (5850 steps; 5.76 h on cpu; piano refined 3650 steps)``, and so on back to the
     run that started from noise: a model trained in stages says what each stage added."""
     parts = [
         f"{start.get('steps', '?')} steps",
