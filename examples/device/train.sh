@@ -13,18 +13,21 @@ set -eo pipefail
 MODE=${1:?joint or piano}
 TRAIN_SECONDS=${2:?wall seconds to train}
 export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+if ! python3 -c "import librosa, soundfile" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
 export PYTHONPATH=/tmp/site:$PWD
 DATA=/tmp/train-subset-opus32
 python3 examples/device/subset.py --workers 16 unpack .gpudata $DATA
-GPU=(--batch-size 32 --segment 1.0 --lr 3e-4 --bf16 --device cuda --workers 15 -q)
+# DEVICE=cpu BATCH=2 EVERY=2 try the script here first, for the price of a few steps
+GPU=(--batch-size "${BATCH:-32}" --segment 1.0 --lr 3e-4 --bf16 --device "${DEVICE:-cuda}" --workers 15 -q)
 set +e
 if [ "$MODE" = joint ]; then
   timeout -k 20 "$TRAIN_SECONDS" python3 -m musictranslate train $DATA --out /tmp/run/default --init models/default \
-    --preset small --steps 100000 --checkpoint-every 250 "${GPU[@]}"
+    --preset small --steps 100000 --checkpoint-every "${EVERY:-250}" "${GPU[@]}"
 else
   timeout -k 15 "$TRAIN_SECONDS" python3 -m musictranslate add-domain $DATA/piano --name piano --refine \
-    -m models/default --steps 100000 --checkpoint-every 200 "${GPU[@]}"
+    -m models/default --steps 100000 --checkpoint-every "${EVERY:-200}" "${GPU[@]}"
 fi
 echo "training stopped: exit $? (124: the time ran out, as planned)"
 set -e
