@@ -590,7 +590,7 @@ def train(
         trainer = Trainer(config, domains, options, dist)
         start, history_seconds = 0, 0.0
         refined_steps: dict[str, int] = {}
-        initialised_from = _start_from_model(init, trainer) if init is not None else None
+        initialised_from = None
         restore_interrupted(run / "checkpoint")  # killed mid-swap: the previous one is still there
         if resume:
             tensors, meta = _load_checkpoint(run)
@@ -617,6 +617,8 @@ def train(
             raise TrainingError(
                 f"{run}: a previous run exists; pass --resume to continue it, or pick another --out"
             )
+        elif init is not None:  # loaded only once no check above refuses the run
+            initialised_from = _start_from_model(init, trainer)
         if start >= options.steps:
             raise TrainingError(f"checkpoint is at step {start}; ask for more --steps than that to go on")
         if dist.main:
