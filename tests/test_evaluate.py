@@ -23,7 +23,8 @@ from musictranslate.cli import app
 from musictranslate.config import SAMPLE_RATE
 from musictranslate.errors import ModelError, OutputError
 from musictranslate.evaluate import EvaluationError, optional_import
-from musictranslate.evaluate.classifier import WEIGHTS, load_classifier, recognition_rate
+from musictranslate.audio import mu_law_decode, mu_law_encode
+from musictranslate.evaluate.classifier import WEIGHTS, load_classifier, recognition_rate, train_classifier
 from musictranslate.evaluate.embedding import EmbeddingStudy, cosine_matrix
 from musictranslate.evaluate.files import pair_files, parallel_pieces
 from musictranslate.evaluate.lineup import lineup, write_lineup
@@ -207,7 +208,7 @@ def model_with_classifier(tmp_path_factory: pytest.TempPathFactory, parallel_set
         "--data",
         parallel_set,
         "--steps",
-        "25",
+        "50",
         "--batch-size",
         "16",
     )
@@ -251,6 +252,25 @@ def test_domain_classifier_tells_timbres_apart(model_with_classifier: Path, tmp_
         load_classifier(tampered)
     with pytest.raises(ModelError, match="no domain classifier"):
         load_classifier(tmp_path)
+
+
+def test_domain_classifier_hears_the_models_codec_noise_as_no_timbre(tmp_path: Path) -> None:
+    """Every translation is 8-bit mu-law; a classifier that learnt the renders uncoded took the
+    codec's noise floor for a breathier domain (it named mu-law-coded FluidR3 piano harpsichord)."""
+    rng = np.random.default_rng(0)
+    hiss = 0.4 * 10 ** (-30 / 20)  # a domain whose tones carry noise 30 dB below their peak
+    for domain in ("flute", "breath"):
+        (tmp_path / domain).mkdir()
+        for name, notes in {"a": TUNE[:8], "b": [7, 5, 4, 2, 0, 2, 4, 0]}.items():
+            audio = melody(notes, 0.2, "sine")
+            if domain == "breath":
+                audio = audio + hiss * rng.standard_normal(len(audio)).astype(np.float32)
+            sf.write(tmp_path / domain / f"{name}.wav", audio, SAMPLE_RATE)
+    classifier = train_classifier([tmp_path], steps=50, batch_size=16)
+    unseen = melody([3, 8, 1, 10], 0.2, "sine")
+    coded = mu_law_decode(mu_law_encode(unseen))
+    breathy = unseen + hiss * rng.standard_normal(len(unseen)).astype(np.float32)
+    assert [classifier.predict(clip) for clip in (unseen, coded, breathy)] == ["flute", "flute", "breath"]
 
 
 # ------------------------------------------------------------------------------------------------
