@@ -19,11 +19,11 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from musictranslate import load_model
+from musictranslate.audio import mu_law_decode, mu_law_encode
 from musictranslate.cli import app
 from musictranslate.config import SAMPLE_RATE
 from musictranslate.errors import ModelError, OutputError
 from musictranslate.evaluate import EvaluationError, optional_import
-from musictranslate.audio import mu_law_decode, mu_law_encode
 from musictranslate.evaluate.classifier import WEIGHTS, load_classifier, recognition_rate, train_classifier
 from musictranslate.evaluate.embedding import EmbeddingStudy, cosine_matrix
 from musictranslate.evaluate.files import pair_files, parallel_pieces
