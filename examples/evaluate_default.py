@@ -35,6 +35,8 @@ COLUMNS = (
     ("domain_accuracy", "recognised as piano"),
 )
 SECTION = "\n## Evaluation"
+CLASSIFIER_STEPS = 2000
+"""Held-out window accuracy 0.77 at 2000 steps, 0.75 at the CLI's default 1000 (coded renders)."""
 
 
 def table(document: dict, target: str) -> str:
@@ -50,12 +52,18 @@ def table(document: dict, target: str) -> str:
 
 
 def ensure_classifier(model_folder: Path, data: Path) -> None:
-    """Train the domain classifier on the training renders once; re-saves of the model keep it."""
+    """Train the domain classifier on the training renders once; re-saves of the model keep it.
+
+    One saved before the classifier heard the model's codec is trained again: it named coded
+    real piano harpsichord, so its "recognised as piano" said nothing about the decoder.
+    """
     try:
-        load_classifier(model_folder)
+        if load_classifier(model_folder).codec:
+            return
     except ModelError:
-        print("training the domain classifier on data/train (about a minute)")
-        train_classifier([data / "train"], val=[data / "val"]).save(model_folder)
+        pass
+    print("training the domain classifier on data/train (about 2 minutes)")
+    train_classifier([data / "train"], val=[data / "val"], steps=CLASSIFIER_STEPS).save(model_folder)
 
 
 def main() -> int:
