@@ -381,12 +381,29 @@ def _take_refined_decoders(out: Path, trainer: Trainer) -> dict[str, int]:
     if not (out / "manifest.json").is_file():
         return {}
     model = load_model(out)
+    _refuse_to_drop_added_decoders(model, list(trainer.autoencoders.decoders))
     steps = dict(model.manifest.get("training", {}).get("refined_steps", {}))
     for domain, info in refined_decoders(model.manifest).items():
         if domain in trainer.autoencoders.decoders:
             trainer.start_decoder_from(model, domain)
             steps[domain] = steps.get(domain, 0) + info["steps"]
     return steps
+
+
+def _refuse_to_drop_added_decoders(model: Model, domains: list[str]) -> None:
+    """Stop a resume that would re-save the folder without the decoders ``add-domain`` added.
+
+    Why: they are not in the checkpoint, so the next checkpoint would silently delete them; and
+    they were trained against today's frozen encoder, which the joint run goes on changing, so
+    carrying them along unchanged would not keep them working either.
+    """
+    added = sorted(set(model.domains) - set(domains))
+    if added:
+        raise TrainingError(
+            f"{model.path}: going on with this run would drop decoder(s) {', '.join(added)}, added "
+            f"by add-domain after its checkpoint; keep this model as it is and go on in another "
+            f"folder instead: `train DATA --out NEW --init {model.path}`, then add-domain them there"
+        )
 
 
 def _start_from_model(model: Model, trainer: Trainer) -> dict:

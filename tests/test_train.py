@@ -160,6 +160,10 @@ def test_add_domain_changes_nothing_else(dataset: Path, tmp_path: Path) -> None:
     assert (
         run("translate", src, "--to", "organ", "-m", "m", "--models", models, "-o", out, "-q").exit_code == 0
     )
+    # resuming the joint run would re-save the folder without organ: refused, nothing changes
+    result = run("train", dataset, "--out", models / "m", *TINY, "--steps", "6", "--resume")
+    assert result.exit_code == 1 and "drop decoder(s) organ" in result.output and "--init" in result.output
+    assert json.loads((models / "m" / "manifest.json").read_text()) == after
 
 
 def test_refine_trains_an_existing_decoder_further_and_nothing_else(dataset: Path, tmp_path: Path) -> None:
