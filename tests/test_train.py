@@ -69,11 +69,23 @@ def test_a_validation_folder_of_its_own(dataset: Path, tmp_path: Path) -> None:
     write_domain(val / "sine", "sine", n_files=2, seconds=0.5)
     write_domain(val / "saw", "saw", n_files=2, seconds=0.5)
     out = tmp_path / "m"
-    result = run("train", dataset, "--out", out, "--val", val, *TINY, "--steps", "2")
+    result = run("train", dataset, "--out", out, "--val", val, *TINY, "--steps", "2", "--val-batches", "1")
     assert result.exit_code == 0, result.output
     training = json.loads((out / "manifest.json").read_text())["training"]
     assert training["domains"]["sine"] == {"train": 4, "val": 2, "test": 0}  # every data file trains
     assert set(training["val_losses"]) == {"saw", "sine"} and str(val.resolve()) in training["split_rule"]
+    # the saved validation loss is the mean of --val-batches fixed batches; it never moves training
+    more = run(
+        "train", dataset, "--out", tmp_path / "m3", "--val", val, *TINY, "--steps", "2", "--val-batches", "3"
+    )
+    assert more.exit_code == 0, more.output
+    three = json.loads((tmp_path / "m3" / "manifest.json").read_text())["training"]
+    assert three["val_losses"]["sine"] != pytest.approx(training["val_losses"]["sine"], abs=1e-6)
+    assert (out / "encoder.safetensors").read_bytes() == (
+        tmp_path / "m3" / "encoder.safetensors"
+    ).read_bytes()
+    result = run("train", dataset, "--out", tmp_path / "m0", *TINY, "--steps", "2", "--val-batches", "0")
+    assert result.exit_code == 2 and "--val-batches 0: give at least 1" in result.output
     shutil.rmtree(val / "saw")
     result = run("train", dataset, "--out", tmp_path / "n", "--val", val, *TINY, "--steps", "2")
     assert result.exit_code == 1 and "same domain sub-folders" in result.output

@@ -18,6 +18,12 @@ BatchOption = Annotated[int, typer.Option("--batch-size", help="Segments per bat
 SegmentOption = Annotated[float, typer.Option("--segment", help="Seconds per training segment (paper: 1.0).")]
 LrOption = Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 1e-3).")]
 CheckpointOption = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")]
+ValBatchesOption = Annotated[
+    int,
+    typer.Option(
+        "--val-batches", help="Validation batches per domain at each checkpoint (their mean loss is saved)."
+    ),
+]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for the split, initialisation and batches.")]
 WorkersOption = Annotated[int, typer.Option("--workers", help="Data-loading worker processes.")]
 Bf16Option = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (faster on CPUs with AVX512-BF16).")]
@@ -94,6 +100,7 @@ def train_command(
     lr: LrOption = 1e-3,
     confusion_weight: Annotated[float, typer.Option("--lambda", help="Domain-confusion weight.")] = 1e-2,
     checkpoint_every: CheckpointOption = 200,
+    val_batches: ValBatchesOption = 8,
     seed: SeedOption = 0,
     workers: WorkersOption = 1,
     bf16: Bf16Option = False,
@@ -129,6 +136,7 @@ def train_command(
             lr=lr,
             confusion_weight=confusion_weight,
             checkpoint_every=checkpoint_every,
+            val_batches=val_batches,
             seed=seed,
             workers=workers,
             bf16=bf16,
@@ -158,6 +166,7 @@ def add_domain_command(
     segment: SegmentOption = 1.0,
     lr: LrOption = 1e-3,
     checkpoint_every: CheckpointOption = 200,
+    val_batches: ValBatchesOption = 8,
     seed: SeedOption = 0,
     workers: WorkersOption = 1,
     bf16: Bf16Option = False,
@@ -189,6 +198,7 @@ def add_domain_command(
             segment_seconds=segment,
             lr=lr,
             checkpoint_every=checkpoint_every,
+            val_batches=val_batches,
             seed=seed,
             workers=workers,
             bf16=bf16,
