@@ -39,16 +39,27 @@ CLASSIFIER_STEPS = 2000
 """Held-out window accuracy 0.77 at 2000 steps, 0.75 at the CLI's default 1000 (coded renders)."""
 
 
-def table(document: dict, target: str) -> str:
-    """Markdown rows of model / identity / reference for ``target``."""
-    lines = ["| | " + " | ".join(label for _, label in COLUMNS) + " |", "|" + " --- |" * (len(COLUMNS) + 1)]
-    for system in ("model", "identity", "reference"):
-        row = document["summary"].get(system, {}).get(target)
-        if row is None:
-            continue
-        cells = ["-" if row.get(key) is None else f"{row[key]:.2f}" for key, _ in COLUMNS]
-        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+def table(rows: list[tuple[str, dict | None]], first: str = "") -> str:
+    """A markdown table of ``COLUMNS``, one line per named row of means (missing rows skipped)."""
+    lines = [f"| {first} | " + " | ".join(label for _, label in COLUMNS) + " |"]
+    lines.append("|" + " --- |" * (len(COLUMNS) + 1))
+    for name, row in rows:
+        if row is not None:
+            cells = ["-" if row.get(key) is None else f"{row[key]:.2f}" for key, _ in COLUMNS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def systems_table(document: dict, target: str) -> str:
+    """Model / identity / reference means for ``target``."""
+    summary = document["summary"]
+    return table([(s, summary.get(s, {}).get(target)) for s in ("model", "identity", "reference")])
+
+
+def sources_table(document: dict) -> str:
+    """The model's means per source domain, as in the paper's Table 2."""
+    by_source = document["summary_by_source"]["model"]
+    return table([(source, by_source[source]) for source in sorted(by_source) if source != "all"], "from")
 
 
 def ensure_classifier(model_folder: Path, data: Path) -> None:
@@ -110,11 +121,16 @@ on the training split's renders (never on model outputs), names piano: the timbr
 **whistle -> piano** ({len(documents["whistle"]["settings"]["pieces"])} test-split folk tunes in
 `data/eval_whistle`, whistled by the synthesiser: an unseen source domain):
 
-{table(documents["whistle"], "piano")}
+{systems_table(documents["whistle"], "piano")}
 
 **{sources} -> piano** ({len(documents["domains"]["settings"]["pieces"])} test pieces each):
 
-{table(documents["domains"], "piano")}
+{systems_table(documents["domains"], "piano")}
+
+The model's row by source domain (two 10 s clips each, so each row swings more than the means
+above):
+
+{sources_table(documents["domains"])}
 """
     if args.note:
         section += f"\n{args.note}\n"

@@ -362,6 +362,8 @@ def test_report_scores_model_and_baselines(report: Path) -> None:
             assert (report / path).stat().st_size > 1000
     summary = document["summary"]
     assert summary["model"]["all"]["n"] == 2 and summary["identity"]["piano"]["n"] == 1
+    by_source = document["summary_by_source"]["model"]
+    assert by_source["flute"]["ncc"] == pytest.approx(document["pairs"][0]["scores"]["model"]["ncc"])
     page = (report / "index.html").read_text()
     assert page.count("<audio") == 6 and page.count("<img") == 5
     again = run(
