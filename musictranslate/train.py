@@ -293,7 +293,7 @@ class Trainer:
         losses: dict[str, list[float]] = {}
         for domain, encoder_input, target in batches:
             name = self.domains[domain]
-            with self._autocast(), torch.no_grad():
+            with self._autocast():
                 logits, _ = self.autoencoders(
                     name, encoder_input.to(self.dist.device), target.to(self.dist.device)
                 )
@@ -404,7 +404,7 @@ def _refuse_to_drop_added_decoders(model: Model, domains: list[str]) -> None:
         raise TrainingError(
             f"{model.path}: going on with this run would drop decoder(s) {', '.join(added)}, added "
             f"by add-domain after its checkpoint; keep this model as it is and go on in another "
-            f"folder instead: `train DATA --out NEW --init {model.path}`, then add-domain them there"
+            f"folder instead: `train DATA --out NEW --init {model.path}`, then add them there again"
         )
 
 
