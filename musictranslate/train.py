@@ -381,6 +381,7 @@ def _take_refined_decoders(out: Path, trainer: Trainer) -> dict[str, int]:
     Why: the checkpoint holds the joint run's older weights for them, and the next checkpoint
     re-saves the whole model folder, which would silently throw the refinement away. Returns the
     refinement steps per domain so far (earlier ones were recorded in the manifest already).
+    Refuses the resume when the folder holds decoders the checkpoint does not know.
     """
     if not (out / "manifest.json").is_file():
         return {}
