@@ -26,8 +26,10 @@ from musictranslate.model import ConfusionNet, Decoder, Encoder  # noqa: E402
 from musictranslate.registry import save_model  # noqa: E402
 
 
-def rebuild(back: Path, out: Path) -> None:
+def rebuild(back: Path, out: Path, data: str) -> None:
     manifest = json.loads((back / "default" / "manifest.json").read_text())
+    # the run's data path is the GPU machine's scratch folder, which means nothing to a reader
+    manifest["training"]["data"] = data
     state = load_file(back / "state.safetensors")
     config = ModelConfig.from_dict(manifest["architecture"])
 
@@ -69,5 +71,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("back", type=Path, help="folder with state.safetensors and meta.tar unpacked")
     parser.add_argument("out", type=Path, help="model folder to write, e.g. models/default")
+    parser.add_argument(
+        "--data",
+        default="data/train, as the ~32 kbps Opus subset of examples/device/subset.py",
+        help="what the GPU run trained on, for the model card",
+    )
     args = parser.parse_args()
-    rebuild(args.back, args.out)
+    rebuild(args.back, args.out, args.data)

@@ -89,13 +89,39 @@ LoudnessOption = Annotated[
 ]
 
 
+RUN_OPTIONS = (
+    "model",
+    "models",
+    "device",
+    "threads",
+    "seed",
+    "temperature",
+    "batch_size",
+    "dtype",
+    "workers",
+    "force",
+    "match_loudness",
+    "transpose",
+    "json_output",
+    "quiet",
+)
+"""The options ``translate`` and ``blend`` both take and hand on unchanged to ``_run_and_report``."""
+
+
+def _run_options(arguments: dict[str, object]) -> dict[str, object]:
+    """The shared options out of a command's ``locals()``: typer needs each command to declare
+    every option in its own signature, but forwarding them one by one twice invited the two
+    commands to drift apart."""
+    return {name: arguments[name] for name in RUN_OPTIONS}
+
+
 def _run_and_report(
     plan: list[Task],
     domains: list[str],
     *,
     model: str,
     models: Path | None,
-    device: str,
+    device: Device,
     threads: int | None,
     seed: int,
     temperature: float,
@@ -122,7 +148,7 @@ def _run_and_report(
 
     with user_errors():
         shift = parse_transpose(transpose)
-        resolved = configure_runtime(device, threads, seed)
+        resolved = configure_runtime(device.value, threads, seed)
         loaded = load_model(model, models)
         check_domains(loaded, domains)
         generation = GenerationOptions(
@@ -243,24 +269,7 @@ def translate_command(
     with user_errors():
         domains = parse_domains(to)
         plan = plan_translate(inputs, domains, output, normalise_format(fmt))
-    _run_and_report(
-        plan,
-        domains,
-        model=model,
-        models=models,
-        device=device.value,
-        threads=threads,
-        seed=seed,
-        temperature=temperature,
-        batch_size=batch_size,
-        dtype=dtype,
-        workers=workers,
-        force=force,
-        match_loudness=match_loudness,
-        transpose=transpose,
-        json_output=json_output,
-        quiet=quiet,
-    )
+    _run_and_report(plan, domains, **_run_options(locals()))
 
 
 @app.command("blend")
@@ -298,21 +307,4 @@ def blend_command(
     with user_errors():
         domains = parse_domains(domain)
         plan = plan_blend(first, second, domains, output, normalise_format(fmt), keep, crossfade)
-    _run_and_report(
-        plan,
-        domains,
-        model=model,
-        models=models,
-        device=device.value,
-        threads=threads,
-        seed=seed,
-        temperature=temperature,
-        batch_size=batch_size,
-        dtype=dtype,
-        workers=workers,
-        force=force,
-        match_loudness=match_loudness,
-        transpose=transpose,
-        json_output=json_output,
-        quiet=quiet,
-    )
+    _run_and_report(plan, domains, **_run_options(locals()))
