@@ -4,8 +4,8 @@
 # machine lacks (.whl: soundfile, soxr, librosa, audioread, lazy_loader, decorator, pooch,
 # platformdirs, cffi, pycparser) carried along. README "Training on a GPU" has the whole recipe.
 #
-#   bash examples/device/train.sh joint 470   # every domain, from models/default (train --init)
-#   bash examples/device/train.sh piano 215   # the piano decoder alone (add-domain --refine)
+#   bash examples/device/train.sh joint 530   # every domain, from models/default (train --init)
+#   bash examples/device/train.sh piano 150   # the piano decoder alone (add-domain --refine)
 #
 # `timeout` ends the run; what it keeps is the last checkpoint (every 200-250 steps, so at most
 # ~30 s of work is lost). Results go to $OUT: split under the tool's 16 MiB per file.
