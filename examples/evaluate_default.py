@@ -4,7 +4,7 @@ Runs the two ``evaluate report``s the README quotes -- whistle -> piano on ``dat
 and every other domain -> piano on the parallel test split ``data/test`` -- and replaces the
 "Evaluation" section of ``models/default/README.md`` with their summaries. Training rewrites the
 card at every checkpoint (which drops a stale evaluation), so run this after training stops.
-Needs ``make data``; takes about 5 minutes on 2 cores.
+Needs ``make data``; takes about 5 minutes on 2 cores (7 when it trains the classifier).
 
     python examples/evaluate_default.py [--data data] [--out out/eval_default] [--note TEXT]
 """
@@ -23,6 +23,7 @@ from musictranslate import load_model
 from musictranslate.errors import ModelError
 from musictranslate.evaluate.classifier import load_classifier, train_classifier
 from musictranslate.evaluate.report import ReportOptions, build_report
+from musictranslate.recipes.whistle import EVAL_PIECES
 from musictranslate.registry import refined_decoders
 
 COLUMNS = (
@@ -37,6 +38,8 @@ COLUMNS = (
 SECTION = "\n## Evaluation"
 CLASSIFIER_STEPS = 2000
 """Held-out window accuracy 0.77 at 2000 steps, 0.75 at the CLI's default 1000 (coded renders)."""
+PIECES_PER_SOURCE = 4
+"""Test pieces per source domain: ten clips in all swung the means by about 0.1 between runs."""
 
 
 def table(rows: list[tuple[str, dict | None]], first: str = "") -> str:
@@ -89,9 +92,9 @@ def main() -> int:
     runs = {
         "whistle": (
             args.data / "eval_whistle",
-            ReportOptions(pieces=3, sources=["whistle"], targets=["piano"]),
+            ReportOptions(pieces=EVAL_PIECES, sources=["whistle"], targets=["piano"]),
         ),
-        "domains": (args.data / "test", ReportOptions(pieces=2, targets=["piano"])),
+        "domains": (args.data / "test", ReportOptions(pieces=PIECES_PER_SOURCE, targets=["piano"])),
     }
     documents = {}
     for name, (data, options) in runs.items():
@@ -110,6 +113,7 @@ def main() -> int:
     held_out = documents["domains"]["classifier"].get("training", {}).get("val_accuracy")
     held_out = "not measured" if held_out is None else f"{held_out:.2f}"
     sources = ", ".join(s for s in settings["sources"] if s not in settings["targets"])
+    per_source = len(settings["pieces"])
     section = f"""
 ## Evaluation at {when} (measured {date.today().isoformat()})
 
@@ -127,11 +131,11 @@ It hears every clip through the model's 8-bit mu-law, so the codec's noise floor
 
 {systems_table(documents["whistle"], "piano")}
 
-**{sources} -> piano** ({len(documents["domains"]["settings"]["pieces"])} test pieces each):
+**{sources} -> piano** ({per_source} test pieces each):
 
 {systems_table(documents["domains"], "piano")}
 
-The model's row by source domain (two 10 s clips each, so each row swings more than the means
+The model's row by source domain ({per_source} 10 s clips each, so each row swings more than the means
 above):
 
 {sources_table(documents["domains"])}

@@ -214,7 +214,7 @@ def synthesize(
 
 
 EVAL_FOLDER = "eval_whistle"
-EVAL_PIECES = 3
+EVAL_PIECES = 8
 EVAL_SECONDS = 12.0
 
 
