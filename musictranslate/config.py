@@ -11,6 +11,11 @@ from dataclasses import asdict, dataclass, fields
 SAMPLE_RATE = 16_000
 MU = 255
 N_CLASSES = MU + 1
+DEFAULT_TEMPERATURE = 0.5
+"""Sampling temperature of translate, blend and evaluate unless told. On the shipped model,
+against 1.0 (the decoder's own distribution), it made 16 of 20 instrument clips -> piano sound
+like piano to the domain classifier instead of 11 and raised their DTW from 0.41 to 0.72, for
+whistle NCC 0.77 against 0.81 (README, "The shipped default model")."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .config import DEFAULT_TEMPERATURE
 from .model import START_CLASS, Decoder
 from .workers import run_workers, shared_counters
 
@@ -63,7 +64,7 @@ class GenerationOptions:
     the same output on any machine.
     """
 
-    temperature: float = 1.0
+    temperature: float = DEFAULT_TEMPERATURE
     seed: int = 0
     batch_size: int | None = None  # segments generated side by side, over all workers
     min_segment_frames: int = 10

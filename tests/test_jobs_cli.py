@@ -491,6 +491,7 @@ def test_seed_is_written_into_the_output_metadata(registry: Path, wav: Path, ext
     assert result.exit_code == 0, result.output
     comment = sf.SoundFile(out).comment
     assert "seed=1234" in comment and "domain=piano" in comment and "model=tiny" in comment
+    assert "temperature=0.5" in comment  # the default: lower than 1 sounds more like the instrument
 
 
 def test_generation_plan_can_be_pinned_and_a_bad_dtype_is_a_usage_error(registry: Path, wav: Path) -> None:

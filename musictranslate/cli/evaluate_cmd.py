@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from ..config import DEFAULT_TEMPERATURE
 from .common import (
     Device,
     DeviceOption,
@@ -286,7 +287,7 @@ def lineup_command(
     device: DeviceOption = Device.auto,
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
-    temperature: TemperatureOption = 1.0,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
     batch_size: BatchOption = 64,
     force: ForceOption = False,
     quiet: QuietOption = False,
@@ -415,7 +416,7 @@ def report_command(
     device: DeviceOption = Device.auto,
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
-    temperature: TemperatureOption = 1.0,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
     batch_size: BatchOption = 64,
     transpose: TransposeOption = "auto",
     force: ForceOption = False,

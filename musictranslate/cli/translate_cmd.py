@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from ..config import DEFAULT_TEMPERATURE
 from .common import (
     Device,
     DeviceOption,
@@ -34,7 +35,13 @@ if TYPE_CHECKING:
     from ..jobs import Result, Task
 
 TemperatureOption = Annotated[
-    float, typer.Option("--temperature", "-t", help="Sampling temperature; 0 picks the likeliest sample.")
+    float,
+    typer.Option(
+        "--temperature",
+        "-t",
+        help="Sampling temperature: 1 samples the decoder as trained (the paper's), lower sounds more "
+        "like the target instrument, 0 picks the likeliest sample.",
+    ),
 ]
 SeedOption = Annotated[
     int,
@@ -248,7 +255,7 @@ def translate_command(
     device: DeviceOption = Device.auto,
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
-    temperature: TemperatureOption = 1.0,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
     batch_size: BatchOption = None,
     dtype: DtypeOption = None,
     workers: WorkersOption = None,
@@ -288,7 +295,7 @@ def blend_command(
     device: DeviceOption = Device.auto,
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
-    temperature: TemperatureOption = 1.0,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
     batch_size: BatchOption = None,
     dtype: DtypeOption = None,
     workers: WorkersOption = None,
