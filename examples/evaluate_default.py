@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from musictranslate import load_model
-from musictranslate.config import DEFAULT_TEMPERATURE
 from musictranslate.errors import ModelError
 from musictranslate.evaluate.classifier import load_classifier, train_classifier
 from musictranslate.evaluate.report import ReportOptions, build_report
@@ -119,7 +118,7 @@ def main() -> int:
 ## Evaluation at {when} (measured {date.today().isoformat()})
 
 `python examples/evaluate_default.py` (`make evaluate-default`): `musictranslate evaluate report`
-on 10 s clips at the default temperature {DEFAULT_TEMPERATURE}, pitch by pyin; NCC at the best shift and
+on 10 s clips at the default temperature {settings["temperature"]}, pitch by pyin; NCC at the best shift and
 DTW followed by a normalised correlation as in the paper's Table 2 (paper: NCC 0.82-0.88, DTW
 0.97-0.98), beside absolute measures.
 *identity* copies the input through; *reference* is the real FluidR3 piano rendering of the
