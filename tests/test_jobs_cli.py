@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from musictranslate import jobs
 from musictranslate.audio import AUDIO_EXTENSIONS
 from musictranslate.cli import app
-from musictranslate.config import SAMPLE_RATE
+from musictranslate.config import DEFAULT_TEMPERATURE, SAMPLE_RATE
 from musictranslate.loudness import PEAK_CEILING, loudness_db, match_loudness
 
 from .conftest import make_tiny_model, tone
@@ -491,7 +491,7 @@ def test_seed_is_written_into_the_output_metadata(registry: Path, wav: Path, ext
     assert result.exit_code == 0, result.output
     comment = sf.SoundFile(out).comment
     assert "seed=1234" in comment and "domain=piano" in comment and "model=tiny" in comment
-    assert "temperature=0.5" in comment  # the default: lower than 1 sounds more like the instrument
+    assert f"temperature={DEFAULT_TEMPERATURE}" in comment  # lower than 1 sounds more like the instrument
 
 
 def test_generation_plan_can_be_pinned_and_a_bad_dtype_is_a_usage_error(registry: Path, wav: Path) -> None:
