@@ -372,6 +372,33 @@ def test_report_scores_model_and_baselines(report: Path) -> None:
     assert again.exit_code == 1 and "--force" in again.output
 
 
+def test_report_at_several_seeds_averages_what_single_seed_reports_score(
+    report: Path, tmp_path: Path
+) -> None:
+    at_0 = _strict_json(report / "report.json")  # the fixture: seed 0, one translation per clip
+    base = ("evaluate", "report", "--model", at_0["model"]["path"], "--data", at_0["data"],
+            "--pieces", "1", "--seconds", "1.2", "--no-embedding", "--threads", "1", "-q")  # fmt: skip
+    assert run(*base, "-o", tmp_path / "one", "--seed", "1").exit_code == 0
+    assert run(*base, "-o", tmp_path / "both", "--seeds", "2").exit_code == 0
+    at_1, both = (
+        _strict_json(tmp_path / "one" / "report.json"),
+        _strict_json(tmp_path / "both" / "report.json"),
+    )
+    assert both["settings"]["seeds"] == [0, 1] and at_0["settings"]["seeds"] == [0]
+    for pair, zero, one in zip(both["pairs"], at_0["pairs"], at_1["pairs"], strict=True):
+        assert zero["scores"]["model"] != one["scores"]["model"]  # the seed matters, so this test can fail
+        assert pair["model_by_seed"] == {"0": zero["scores"]["model"], "1": one["scores"]["model"]}
+        for key in ("stft_distance", "log_mel_distance", "chroma_similarity", "domain_accuracy"):
+            mean = (zero["scores"]["model"][key] + one["scores"]["model"][key]) / 2
+            assert pair["scores"]["model"][key] == pytest.approx(mean)
+        assert pair["scores"]["identity"] == zero["scores"]["identity"]  # baselines do not sample
+        assert pair["audio"] == zero["audio"]  # the first seed's translation is the one kept
+    assert both["summary_by_seed"]["1"] == at_1["summary"]["model"]
+    assert not at_0["summary_by_seed"] and "model_by_seed" not in at_0["pairs"][0]
+    page = (tmp_path / "both" / "index.html").read_text()
+    assert "seeds 0-1 (each clip translated 2 times" in page and "seed 1</td>" in page
+
+
 def test_report_ceiling_from_another_rendering(
     model_with_classifier: Path, parallel_set: Path, tmp_path: Path
 ) -> None:

@@ -416,6 +416,15 @@ def report_command(
     device: DeviceOption = Device.auto,
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            min=1,
+            help="Translations of each clip, at seeds SEED, SEED+1, ...: the model's scores are their "
+            "means, so one sampling's luck does not decide a comparison.",
+        ),
+    ] = 1,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
     batch_size: BatchOption = 64,
     transpose: TransposeOption = "auto",
@@ -444,6 +453,7 @@ def report_command(
             ceiling=ceiling,
             embedding=embedding,
             generation=_generation(device, threads, seed, temperature, batch_size),
+            seeds=seeds,
             force=force,
             transpose=parse_transpose(transpose),
         )

@@ -17,14 +17,21 @@ Per system: pitch measures against the source (:mod:`.pitch`), measures against 
 (:mod:`.reference`; onset F only for piano/harpsichord targets) and whether the domain classifier
 (:mod:`.classifier`, when the model folder has one) names the target. Clips are kept short
 (``seconds``, 10 by default) because pyin costs ~0.1-0.2 s per second of audio.
+
+With ``seeds`` above 1 every clip is translated that many times, at consecutive sampler seeds, and
+the model's scores are their means: on the shipped model eight whistles' mean pitch NCC swung by up
+to 0.25 with the seed alone, more than most changes a report is run to judge.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
+import numbers
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -87,8 +94,13 @@ class ReportOptions:
     embedding: bool = True
     embedding_instruments: Sequence[str] | None = None
     generation: GenerationOptions = field(default_factory=GenerationOptions)
+    seeds: int = 1  # translations per clip, at generation.seed, generation.seed + 1, ...
     force: bool = False
     transpose: int | str = AUTO
+
+    def sampler_seeds(self) -> list[int]:
+        """The seed of each translation of a clip; the first one's audio and plots are kept."""
+        return [self.generation.seed + i for i in range(self.seeds)]
 
 
 @dataclass
@@ -247,25 +259,34 @@ def _score_pair(
     clip, reference = piece.clips[source], piece.clips[target]
     check_audible(clip, "input", model.config.pool)
     latent, semitones = encode_fitted(model, clip, options.transpose)  # fitted once, as translate does
-    output = decode(model, latent, target, len(clip), options.generation)
+    seeds = options.sampler_seeds()
+    outputs = {
+        seed: decode(model, latent, target, len(clip), dataclasses.replace(options.generation, seed=seed))
+        for seed in seeds
+    }
+    output = outputs[seeds[0]]  # the translation kept as audio and plotted
+    by_seed = {
+        seed: _score_system(
+            piece,
+            source,
+            target,
+            f"{source}>{target}" + (f"@{seed}" if seed != seeds[0] else ""),
+            audio,
+            True,
+            classifier,
+            semitones,
+        )
+        for seed, audio in outputs.items()
+    }
     systems = {  # name -> (audio, pitch-contour cache key, scored against the reference?)
-        "model": (output, f"{source}>{target}", True),
         "identity": (clip, source, True),
         "reference": (reference, target, False),
     }
     if target in piece.ceiling:
         systems["ceiling"] = (piece.ceiling[target], f"ceiling:{target}", True)
-    scores = {
-        name: _score_system(
-            piece,
-            source,
-            target,
-            key,
-            audio,
-            vs_reference,
-            classifier,
-            semitones if name == "model" else 0,
-        )
+    scores = {"model": _mean_scores(list(by_seed.values()))}
+    scores |= {
+        name: _score_system(piece, source, target, key, audio, vs_reference, classifier)
         for name, (audio, key, vs_reference) in systems.items()
     }
     audio_paths = {
@@ -302,6 +323,37 @@ def _score_pair(
             ),
         },
         "scores": scores,
+        **({"model_by_seed": {str(seed): row for seed, row in by_seed.items()}} if len(by_seed) > 1 else {}),
+    }
+
+
+def _mean_scores(samplings: list[dict]) -> dict:
+    """One system's scores over several samplings of a clip: each number is the mean over the
+    samplings that have it, the classifier's verdict the commonest, a note the first's."""
+    merged = dict(samplings[0])
+    for key in {key for scores in samplings for key in scores}:
+        values = [
+            v
+            for scores in samplings
+            if isinstance(v := scores.get(key), numbers.Real) and not isinstance(v, bool)
+        ]
+        if values:
+            merged[key] = float(np.mean(values))
+    verdicts = [scores["predicted_domain"] for scores in samplings if "predicted_domain" in scores]
+    if verdicts:
+        merged["predicted_domain"] = Counter(verdicts).most_common(1)[0][0]
+    return merged
+
+
+def _summarise_by_seed(pairs: list[dict]) -> dict:
+    """``summary_by_seed[seed][target][metric]``: the model's means over the pairs at each seed,
+    whose spread is the sampling noise in any single-seed report; empty with one seed."""
+    seeds = list(pairs[0].get("model_by_seed", {})) if pairs else []
+    return {
+        seed: _summarise(
+            [{"target": p["target"], "scores": {"model": p["model_by_seed"][seed]}} for p in pairs]
+        )["model"]
+        for seed in seeds
     }
 
 
@@ -410,6 +462,7 @@ def build_report(
                 "targets": targets,
                 "temperature": options.generation.temperature,
                 "seed": options.generation.seed,
+                "seeds": options.sampler_seeds(),
                 "transpose": options.transpose,
             },
             "metrics": [{"key": k, "label": label, "better": b} for k, label, b in METRICS],
@@ -420,6 +473,7 @@ def build_report(
             ),
             "summary": summary,
             "summary_by_source": _summarise(pairs, by="source"),
+            "summary_by_seed": _summarise_by_seed(pairs),
             "summary_plot": summary_plot,
             "pairs": pairs,
             "failures": failures,
@@ -521,6 +575,17 @@ def _player(label: str, src: str) -> str:
     )
 
 
+def _seeds_text(settings: dict) -> str:
+    """How the translations were sampled, for the page's header."""
+    seeds = settings.get("seeds") or [settings["seed"]]
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return (
+        f"seeds {seeds[0]}-{seeds[-1]} (each clip translated {len(seeds)} times; the model's scores are "
+        f"their means, the players and plots seed {seeds[0]}'s)"
+    )
+
+
 def render_html(document: dict) -> str:
     """The report page: summary table and plot, embedding study, then every example with players
     for input, translation and reference side by side. All links are relative to ``out``."""
@@ -535,7 +600,7 @@ def render_html(document: dict) -> str:
         f"<p>Test data <code>{esc(document['data'])}</code>; {len(settings['pieces'])} piece(s), "
         f"{esc(str(settings['seconds']))} s clips; sources {esc(', '.join(settings['sources']))}; "
         f"targets {esc(', '.join(settings['targets']))}; temperature {settings['temperature']}, "
-        f"seed {settings['seed']}. Created {esc(document['created'])} by musictranslate "
+        f"{_seeds_text(settings)}. Created {esc(document['created'])} by musictranslate "
         f"{esc(document['musictranslate'])}; every number is in <a href='report.json'>report.json</a>.</p>",
         "<p>How to read it: the paper's pitch NCC is zero-mean and cannot see a transposition, so read "
         "raw pitch accuracy and the DTW error in cents beside it. Chroma similarity and pitch say whether "
@@ -553,6 +618,10 @@ def render_html(document: dict) -> str:
             n = int(rows[0][1].get("n") or 0)
             parts.append(f"<h3>{esc(target)} ({n} translation{'s' if n != 1 else ''})</h3>")
             parts.append(_table(rows, metrics))
+    by_seed = document.get("summary_by_seed") or {}
+    if by_seed:
+        parts.append("<h3>model, all targets, at each seed (the spread is the sampling noise)</h3>")
+        parts.append(_table([(f"seed {seed}", rows["all"]) for seed, rows in by_seed.items()], metrics))
     if document["summary_plot"]:
         parts.append(f"<img src='{esc(document['summary_plot'])}' alt='scores by target domain'>")
     classifier = document["classifier"]
