@@ -611,7 +611,7 @@ def train(
         val_sources, _ = _load_sources(splits, segment, "val")
         input_level_db = training_level_db(sources)
         trainer = Trainer(config, domains, options, dist)
-        start, history_seconds = 0, 0.0
+        start, history_seconds, history_samples = 0, 0.0, 0
         refined_steps: dict[str, int] = {}
         initialised_from = None
         restore_interrupted(run / "checkpoint")  # killed mid-swap: the previous one is still there
@@ -634,6 +634,8 @@ def train(
                     "delete it to start over, or train into another --out"
                 ) from None
             start, history_seconds = meta["step"], meta.get("wall_seconds", 0.0)
+            # counted, not recomputed from today's batches: a run may go on with other ones
+            history_samples = meta.get("samples_seen", start * options.batch_size * segment * dist.world)
             initialised_from = meta.get("initialised_from")
             refined_steps = _take_refined_decoders(out, trainer)
         elif (run / "checkpoint").exists():
@@ -655,7 +657,7 @@ def train(
             seconds = history_seconds + time.perf_counter() - tic
             provenance = {
                 "steps": step,
-                "samples_seen": step * options.batch_size * segment * dist.world,
+                "samples_seen": history_samples + (step - start) * options.batch_size * segment * dist.world,
                 "wall_seconds": round(seconds, 1),
                 "world_size": dist.world,
                 "device": dist.device.type,
@@ -676,6 +678,7 @@ def train(
                 "format": CHECKPOINT_FORMAT,
                 "step": step,
                 "wall_seconds": seconds,
+                "samples_seen": provenance["samples_seen"],
                 "architecture": config.to_dict(),
                 "domains": domains,
                 "options": asdict(options),

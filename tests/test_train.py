@@ -107,6 +107,21 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(dataset: Path, tmp_p
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+def test_a_run_resumed_with_other_batches_counts_the_audio_each_part_saw(
+    dataset: Path, tmp_path: Path
+) -> None:
+    out, common = tmp_path / "m", ("--preset", "tiny", "--segment", "0.1", "--workers", "0", "-q")
+
+    def seen() -> int:
+        return json.loads((out / "manifest.json").read_text())["training"]["samples_seen"]
+
+    assert run("train", dataset, "--out", out, *common, "--batch-size", "4", "--steps", "4").exit_code == 0
+    per_segment = seen() // 16  # 4 steps of 4 segments
+    resumed = run("train", dataset, "--out", out, *common, "--batch-size", "2", "--steps", "6", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert seen() == (16 + 2 * 2) * per_segment  # not 6 steps x 2: the first 4 took batches of 4
+
+
 def test_sigkill_mid_run_then_resume(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "k"
     cmd = [
