@@ -611,6 +611,7 @@ def train(
         val_sources, _ = _load_sources(splits, segment, "val")
         input_level_db = training_level_db(sources)
         trainer = Trainer(config, domains, options, dist)
+        samples_per_step = options.batch_size * segment * dist.world
         start, history_seconds, history_samples = 0, 0.0, 0
         refined_steps: dict[str, int] = {}
         initialised_from = None
@@ -635,7 +636,7 @@ def train(
                 ) from None
             start, history_seconds = meta["step"], meta.get("wall_seconds", 0.0)
             # counted, not recomputed from today's batches: a run may go on with other ones
-            history_samples = meta.get("samples_seen", start * options.batch_size * segment * dist.world)
+            history_samples = meta.get("samples_seen", start * samples_per_step)
             initialised_from = meta.get("initialised_from")
             refined_steps = _take_refined_decoders(out, trainer)
         elif (run / "checkpoint").exists():
@@ -657,7 +658,7 @@ def train(
             seconds = history_seconds + time.perf_counter() - tic
             provenance = {
                 "steps": step,
-                "samples_seen": history_samples + (step - start) * options.batch_size * segment * dist.world,
+                "samples_seen": history_samples + (step - start) * samples_per_step,
                 "wall_seconds": round(seconds, 1),
                 "world_size": dist.world,
                 "device": dist.device.type,

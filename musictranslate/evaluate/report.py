@@ -577,7 +577,7 @@ def _player(label: str, src: str) -> str:
 
 def _seeds_text(settings: dict) -> str:
     """How the translations were sampled, for the page's header."""
-    seeds = settings.get("seeds") or [settings["seed"]]
+    seeds = settings["seeds"]
     if len(seeds) == 1:
         return f"seed {seeds[0]}"
     return (
@@ -618,7 +618,7 @@ def render_html(document: dict) -> str:
             n = int(rows[0][1].get("n") or 0)
             parts.append(f"<h3>{esc(target)} ({n} translation{'s' if n != 1 else ''})</h3>")
             parts.append(_table(rows, metrics))
-    by_seed = document.get("summary_by_seed") or {}
+    by_seed = document["summary_by_seed"]
     if by_seed:
         parts.append("<h3>model, all targets, at each seed (the spread is the sampling noise)</h3>")
         parts.append(_table([(f"seed {seed}", rows["all"]) for seed, rows in by_seed.items()], metrics))
