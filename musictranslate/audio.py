@@ -6,12 +6,10 @@ message a user can act on.
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -22,6 +20,7 @@ import soxr
 
 from .config import MU, SAMPLE_RATE
 from .errors import AudioError, OutputError, first_line
+from .safe_write import WRITE_HINT, write_atomically
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".opus")
 """Extensions treated as audio when scanning folders."""
@@ -52,31 +51,6 @@ def _read_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     samples = np.array(segment.get_array_of_samples(), dtype=np.float32)
     samples = samples.reshape(-1, segment.channels) / float(1 << (8 * segment.sample_width - 1))
     return samples, segment.frame_rate
-
-
-_WRITE_HINT = "is the disk full or the folder read-only? Free some space or choose another output folder"
-
-
-def usual_mode(folder: bool = False) -> int:
-    """The permissions ``open``/``mkdir`` would give under the current umask.
-
-    ``mkstemp`` and ``mkdtemp`` create private 0600/0700 entries; renamed into place as they are,
-    every output and model would be unreadable to anyone but its writer.
-    """
-    mask = os.umask(0)
-    os.umask(mask)
-    return (0o777 if folder else 0o666) & ~mask
-
-
-def write_failure(path: str | os.PathLike, exc: OSError) -> str:
-    """One line for a failed write: the file, the system's reason, and what to do about it."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        hint = "free some space or choose another output folder"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = "choose a writable output folder"
-    else:
-        hint = _WRITE_HINT
-    return f"{path}: could not write ({exc.strerror or exc}); {hint}"
 
 
 def _unreadable_reason(exc: BaseException, path: Path) -> str:
@@ -259,28 +233,19 @@ def save_audio(
         )
     if _peak(audio) > 1.0:
         audio = np.clip(audio, -1.0, 1.0)
-    temp_name = ""
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        with sf.SoundFile(temp_name, "w", sample_rate, 1, format=fmt) as handle:
-            if comment:
-                with suppress(RuntimeError):  # formats without string metadata
-                    handle.comment = comment
-            handle.write(audio)
-        os.chmod(temp_name, usual_mode())
-        with _native_stderr_silenced():
-            written = sf.info(temp_name).frames
+
+    def write(temp: str) -> None:
+        try:
+            with sf.SoundFile(temp, "w", sample_rate, 1, format=fmt) as handle:
+                if comment:
+                    with suppress(RuntimeError):  # formats without string metadata
+                        handle.comment = comment
+                handle.write(audio)
+            with _native_stderr_silenced():
+                written = sf.info(temp).frames
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise OutputError(f"{path}: could not write ({first_line(exc)}); {WRITE_HINT}") from None
         if written != len(audio):  # libsndfile does not always report a short write
-            raise OutputError(
-                f"{path}: only {written} of {len(audio)} frames could be written; {_WRITE_HINT}"
-            )
-        os.replace(temp_name, path)
-    except OSError as exc:
-        raise OutputError(write_failure(path, exc)) from None
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise OutputError(f"{path}: could not write ({first_line(exc)}); {_WRITE_HINT}") from None
-    finally:
-        if temp_name and os.path.exists(temp_name):
-            os.unlink(temp_name)
-    return path
+            raise OutputError(f"{path}: only {written} of {len(audio)} frames could be written; {WRITE_HINT}")
+
+    return write_atomically(path, write, replace=force)

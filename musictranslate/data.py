@@ -22,6 +22,8 @@ import torch
 from .audio import AUDIO_EXTENSIONS, companded, load_audio, mu_law_encode
 from .config import SAMPLE_RATE
 from .errors import MusicTranslateError
+from .names import DOMAIN_RULE, is_domain_name
+from .scan import audio_files, subfolders
 
 SILENT_RMS = 0.005
 """Segments quieter than this (about -46 dBFS) teach nothing and are redrawn."""
@@ -42,18 +44,15 @@ class Augmentation:
     enabled: bool = True
 
 
-def audio_files(folder: Path) -> list[Path]:
-    """Audio files under ``folder``, recursively, in a stable order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-
-
 def scan_domains(root: str | Path) -> dict[str, list[Path]]:
     """``{domain: files}`` for every sub-folder of ``root``; an empty domain folder is an error."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; give a folder with one sub-folder of audio per domain")
     domains = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in subfolders(root):
+        if not is_domain_name(folder.name):
+            raise DataError(f"{folder}: its name is the domain's, but {DOMAIN_RULE}; rename the folder")
         files = audio_files(folder)
         if not files:
             raise DataError(

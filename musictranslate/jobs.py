@@ -39,7 +39,9 @@ from .errors import DomainError, MusicTranslateError, UsageError
 from .generate import GenerationOptions, Progress
 from .input_fit import AUTO
 from .loudness import match_loudness
+from .names import DOMAIN_RULE, is_domain_name
 from .registry import Model
+from .scan import audio_files, real_path
 from .translation import decode, encode_blend, encode_fitted
 
 DEFAULT_EXTENSION = ".wav"
@@ -185,6 +187,8 @@ def parse_domains(values: Iterable[str]) -> list[str]:
     for value in values:
         for name in value.split(","):
             name = name.strip()
+            if name and not is_domain_name(name):
+                raise UsageError(f"{name!r}: not a domain name; {DOMAIN_RULE}")
             if name and name not in domains:
                 domains.append(name)
     if not domains:
@@ -238,25 +242,9 @@ def _output_extension(source: Path, fmt: str | None) -> str:
     return suffix if writable_extension(suffix) else DEFAULT_EXTENSION
 
 
-def _is_hidden(relative: Path) -> bool:
-    """Dot-files and dot-folders (``.git``, macOS ``._x.wav``, our own ``.x.wav.part``) are skipped."""
-    return any(part.startswith(".") for part in relative.parts)
-
-
 def _scan_folder(folder: Path, skip: Path | None) -> list[Source]:
-    """Audio files below ``folder`` in a stable order (sorted by path), ``skip``'s subtree left out."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # never walk into .git and the like
-        for name in files:
-            path = Path(root) / name
-            relative = path.relative_to(folder)
-            if path.suffix.lower() not in AUDIO_EXTENSIONS or _is_hidden(relative):
-                continue
-            if skip is not None and path.resolve().is_relative_to(skip):
-                continue
-            found.append(Source(path, relative))
-    return sorted(found, key=lambda s: s.relative.parts)
+    """Audio files below ``folder`` (``scan.audio_files``), each with its path below it."""
+    return [Source(path, path.relative_to(folder)) for path in audio_files(folder, skip)]
 
 
 def _no_audio_message(folder: Path) -> str:
@@ -292,7 +280,7 @@ def _mark_duplicates(tasks: list[Task]) -> None:
         for target in task.targets:
             if target.output is None or target.error:
                 continue
-            key = target.output.resolve()
+            key = real_path(target.output)
             if key in owners:
                 target.error = f"{target.output}: also the output of {owners[key]}; use separate -o folders"
             else:
@@ -327,7 +315,7 @@ def plan_translate(
     """
     several = len(inputs) * len(domains) > 1 or any(p.is_dir() for p in inputs)
     single = _single_file_output(output, several, "several inputs or domains (or a folder) were given")
-    skip = output.resolve() if output is not None and not single else None
+    skip = real_path(output) if output is not None and not single else None
     tasks: list[Task] = []
     seen: set[Path] = set()
     for given in inputs:
@@ -338,7 +326,7 @@ def plan_translate(
         else:
             sources = [Source(given, Path(given.name))]
         for source in sources:
-            key = source.path.resolve()
+            key = real_path(source.path)
             if key in seen:
                 continue
             seen.add(key)
@@ -407,7 +395,7 @@ def _prepare_output(target: Target, inputs: tuple[Path, ...], force: bool) -> st
     """
     path = target.output
     assert path is not None
-    if any(path.resolve() == source.resolve() for source in inputs):
+    if any(real_path(path) == real_path(source) for source in inputs):
         return f"{path}: is the input itself; choose another output name"
     if path.exists() and not force:
         return f"{path}: already exists; pass --force to overwrite"

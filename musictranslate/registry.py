@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +19,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .audio import usual_mode, write_failure
 from .config import MU, SAMPLE_RATE, ModelConfig
-from .errors import DomainError, ModelError, OutputError, first_line
+from .errors import DomainError, ModelError, first_line
+from .manifest import REINSTALL, check_manifest
 from .model import ConfusionNet, Decoder, Encoder
+from .names import inside
+from .safe_write import claim_folder, write_atomically, write_folder_atomically
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -32,6 +32,7 @@ DEFAULT_MODEL = "default"
 CLASSIFIER_FILES = ("classifier.safetensors", "classifier.json")
 """The independent domain classifier (``evaluate/classifier.py``), stored beside a model's files."""
 ENV_VAR = "MUSICTRANSLATE_MODELS"
+KEPT = "the previous version is kept"
 
 
 def user_models_root() -> Path:
@@ -97,30 +98,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    """Run ``write(temp_path)`` then rename over ``path``: readers never see half a file.
-
-    A full disk or a read-only folder leaves the previous ``path`` as it was and is reported as
-    an ``OutputError`` naming the file, not as a traceback.
-    """
-    temp = ""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        write(temp)
-        os.chmod(temp, usual_mode())  # after writing: a writer may replace the file it was given
-        os.replace(temp, path)
-    except OSError as exc:
-        raise OutputError(f"{write_failure(path, exc)}; the previous version is kept") from None
-    finally:
-        if temp and os.path.exists(temp):
-            os.unlink(temp)
-
-
 def _save_weights(module: torch.nn.Module, path: Path) -> str:
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    _atomic_write_bytes(path, lambda temp: save_file(state, temp))
+    write_atomically(path, lambda temp: save_file(state, temp), replace=True, kept=KEPT)
     return sha256_file(path)
 
 
@@ -129,12 +109,9 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
     from .model_card import render_model_card
 
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    _atomic_write_bytes(folder / MANIFEST, lambda temp: Path(temp).write_text(text))
+    write_atomically(folder / MANIFEST, lambda temp: Path(temp).write_text(text), replace=True, kept=KEPT)
     card = render_model_card(manifest)
-    _atomic_write_bytes(folder / "README.md", lambda temp: Path(temp).write_text(card))
-
-
-REINSTALL = "re-install or re-train the model"
+    write_atomically(folder / "README.md", lambda temp: Path(temp).write_text(card), replace=True, kept=KEPT)
 
 
 def _check_shapes(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
@@ -165,7 +142,11 @@ def _load_weights(module: torch.nn.Module, folder: Path, entry: dict, what: str)
 
     Only safetensors are read: a weight file is data, never code, whoever wrote it.
     """
-    path = folder / entry["file"]
+    path = inside(folder, entry["file"])
+    if path is None:  # read_manifest refused it already; a link changed since is refused here
+        raise ModelError(
+            f"{folder / entry['file']}: {what} weights lie outside the model folder; {REINSTALL}"
+        )
     if not path.is_file():
         raise ModelError(f"{path}: {what} weights are missing; {REINSTALL}")
     if sha256_file(path) != entry["sha256"]:
@@ -263,6 +244,7 @@ def read_manifest(folder: Path) -> dict:
     for key in ("architecture", "encoder", "confusion", "decoders"):
         if key not in manifest:
             raise ModelError(f"{path}: manifest lacks {key!r}; re-install the model")
+    check_manifest(manifest, folder)
     return manifest
 
 
@@ -290,9 +272,13 @@ def save_model(
     confusion: ConfusionNet,
     decoders: dict[str, Decoder],
     provenance: dict | None = None,
+    *,
+    replace: bool = False,
 ) -> Path:
-    """Write a complete model folder, replacing any existing one only once the new one is whole."""
+    """Write a complete model folder; with ``replace``, an existing model is replaced once the new
+    one is whole. Nothing but a model folder is ever replaced (``safe_write.claim_folder``)."""
     folder = Path(folder)
+    claim_model_folder(folder, replace=replace)
 
     def fill(staging: Path) -> None:
         manifest = {
@@ -314,7 +300,23 @@ def save_model(
         _write_manifest(staging, manifest)
         _keep_classifier(folder, staging, set(decoders))
 
-    return write_folder_atomically(folder, fill)
+    return write_folder_atomically(folder, fill, replace=replace)
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a model this tool wrote: a manifest with a format version, even
+    one too broken to load (replacing it is how a user repairs it)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "format_version" in manifest
+
+
+def claim_model_folder(folder: Path, replace: bool, ask: str = "pass --force to replace it") -> bool:
+    """Refuse, before any work, to write a model over anything but a model (and that only with
+    ``replace``); True when ``folder`` holds a model now."""
+    return claim_folder(folder, is_model_folder, "model", replace=replace, ask=ask)
 
 
 def _keep_classifier(folder: Path, staging: Path, domains: set[str]) -> None:
@@ -331,50 +333,6 @@ def _keep_classifier(folder: Path, staging: Path, domains: set[str]) -> None:
             shutil.copy2(file, staging / file.name)
     except (OSError, ValueError, KeyError, TypeError):
         return  # none, or unreadable: `evaluate classifier` trains a new one
-
-
-def write_folder_atomically(folder: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
-    """Build a folder's new contents in a staging folder, then swap it in.
-
-    A process killed at any moment leaves either the old folder or the new one under ``folder``
-    (at worst the old one renamed to ``.<name>.old`` for the instant between two renames, which
-    ``restore_interrupted`` puts back). A failed write (full disk) keeps the old folder and is
-    reported as an ``OutputError``.
-    """
-    folder = Path(folder)
-    staging: Path | None = None
-    try:
-        restore_interrupted(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        staging.chmod(usual_mode(folder=True))
-        fill(staging)
-        old = folder.with_name(f".{folder.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(staging, folder)
-        if old.exists():
-            shutil.rmtree(old)
-    except OSError as exc:
-        raise OutputError(f"{write_failure(folder, exc)}; the previous version is kept") from None
-    finally:
-        if staging is not None and staging.exists():
-            shutil.rmtree(staging)
-    return folder
-
-
-def restore_interrupted(folder: str | os.PathLike) -> None:
-    """Put back ``.<name>.old`` when a process died between the two renames that swap a folder.
-
-    Without this, the next write would delete the only copy before its own is complete, and a
-    resume would find no checkpoint.
-    """
-    folder = Path(folder)
-    old = folder.with_name(f".{folder.name}.old")
-    if old.is_dir() and not folder.exists():
-        os.replace(old, folder)
 
 
 def refined_decoders(manifest: dict) -> dict[str, dict]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -42,15 +43,16 @@ from .data import (
 from .errors import MusicTranslateError, UsageError, first_line
 from .jobs import resolve_device
 from .model import ConfusionNet, Decoder, Encoder
+from .names import DOMAIN_RULE, is_domain_name
 from .registry import (
     Model,
     add_decoder,
+    claim_model_folder,
     load_model,
     refined_decoders,
-    restore_interrupted,
     save_model,
-    write_folder_atomically,
 )
+from .safe_write import claim_folder, restore_interrupted, write_folder_atomically
 
 CHECKPOINT_FORMAT = 1
 
@@ -487,6 +489,23 @@ def _load_sources(splits: Splits, segment: int, split: str) -> tuple[list, int]:
     return sources, skipped
 
 
+def _logged_step(line: str) -> float:
+    """The step a log line records; a line a crash cut off (or any unreadable one) counts as
+    after every step, so a resume drops it instead of dying on it."""
+    try:
+        step = json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+    return step if isinstance(step, int | float) else math.inf
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is where a training run keeps its checkpoint and logs."""
+    return (
+        (folder / "checkpoint").is_dir() or any(folder.glob("*.jsonl")) or (folder / "split.json").is_file()
+    )
+
+
 class _Log:
     """Append-only JSONL log, cut back to the resumed step so a restart never duplicates lines."""
 
@@ -497,7 +516,7 @@ class _Log:
         path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
         if resume_step and path.exists():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            kept = [line for line in path.read_text().splitlines() if _logged_step(line) <= resume_step]
         path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
@@ -581,12 +600,16 @@ def train(
     on_step: StepCallback | None = None,
     val_data: str | Path | None = None,
     init: Model | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train a model on ``data`` (one folder per domain) and write it to the model folder ``out``.
 
     Validation uses a tenth of ``data``'s files (another tenth is held out untouched), or all of
     ``val_data``, a folder laid out like ``data``, when the data comes split already. ``init``
     starts a new run from a trained model's weights (``--init``) instead of from noise.
+
+    ``out`` may already hold a model only with ``resume`` (of its run) or ``force`` (a new run in
+    its place); a folder that is not a model is never written (``claim_model_folder``).
     """
     if init is not None and resume:
         raise UsageError(
@@ -595,6 +618,9 @@ def train(
     options = _with_warmup(options, trained_weights=init is not None)
     out = Path(out)
     run = run_folder(out)
+    ask = "pass --resume to continue its run, or --force to train a new model in its place"
+    model_exists = claim_model_folder(out, replace=resume or force, ask=ask)
+    claim_folder(run, is_run_folder, "training run", replace=True, ask="")
     config = preset(options.preset)
     files = scan_domains(data)
     if len(files) < 2:
@@ -639,7 +665,7 @@ def train(
             history_samples = meta.get("samples_seen", start * samples_per_step)
             initialised_from = meta.get("initialised_from")
             refined_steps = _take_refined_decoders(out, trainer)
-        elif (run / "checkpoint").exists():
+        elif (run / "checkpoint").exists() and not force:
             raise TrainingError(
                 f"{run}: a previous run exists; pass --resume to continue it, or pick another --out"
             )
@@ -655,6 +681,7 @@ def train(
         tic = time.perf_counter()
 
         def checkpoint(step: int, losses: dict, val_losses: dict) -> None:
+            nonlocal model_exists
             seconds = history_seconds + time.perf_counter() - tic
             provenance = {
                 "steps": step,
@@ -674,7 +701,9 @@ def train(
                 "options": asdict(options),
             }
             a = trainer.autoencoders
-            save_model(out, config, a.encoder, trainer.confusion, dict(a.decoders.items()), provenance)
+            decoders = dict(a.decoders.items())
+            save_model(out, config, a.encoder, trainer.confusion, decoders, provenance, replace=model_exists)
+            model_exists = True  # written by this run from now on
             meta = {
                 "format": CHECKPOINT_FORMAT,
                 "step": step,
@@ -716,6 +745,8 @@ def add_domain(
     this way -- and, the encoder being frozen, no other domain can get worse. Running it again
     goes on from the saved decoder (the optimiser restarts); the steps add up in the manifest.
     """
+    if not is_domain_name(name):
+        raise UsageError(f"{name!r}: not a domain name; {DOMAIN_RULE}; choose one with --name")
     if refine and name not in model.domains:
         raise TrainingError(
             f"model {model.name!r} has no domain {name!r} to refine (it has {', '.join(model.domains)}); "

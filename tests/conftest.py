@@ -27,7 +27,9 @@ def make_tiny_model(folder: Path, domains: tuple[str, ...] = DOMAINS, seed: int 
     torch.manual_seed(seed)
     cfg = preset("tiny")
     decoders = {d: Decoder(cfg) for d in domains}
-    return save_model(folder, cfg, Encoder(cfg), ConfusionNet(cfg, len(domains)), decoders, {"test": True})
+    return save_model(
+        folder, cfg, Encoder(cfg), ConfusionNet(cfg, len(domains)), decoders, {"test": True}, replace=True
+    )
 
 
 def tone(seconds: float = 0.5, freq: float = 440.0, rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -57,7 +57,7 @@ def rebuild(back: Path, out: Path, data: str) -> None:
             if ours["sha256"] != theirs["sha256"]:
                 raise SystemExit(f"{name}: rebuilt weights differ from the GPU run's; nothing written")
     # the same save into the real folder keeps what it carries over (the domain classifier)
-    save_model(out, config, encoder, confusion, decoders, manifest["training"])
+    save_model(out, config, encoder, confusion, decoders, manifest["training"], replace=True)
     run = out.with_name(out.name + ".train")
     (run / "checkpoint").mkdir(parents=True, exist_ok=True)
     shutil.copy(back / "state.safetensors", run / "checkpoint" / "state.safetensors")

@@ -118,6 +118,9 @@ def train_command(
         ),
     ] = None,
     warmup: WarmupOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Train a new model in place of the model in --out.")
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Train a model: shared encoder, one decoder per domain, domain confusion."""
@@ -148,7 +151,14 @@ def train_command(
             out_folder = model_output_path(out, models)
             start = load_model(init, models) if init is not None else None
             result = train(
-                data, out_folder, options, resume=resume, on_step=progress, val_data=val, init=start
+                data,
+                out_folder,
+                options,
+                resume=resume,
+                on_step=progress,
+                val_data=val,
+                init=start,
+                force=force,
             )
     if not quiet and result.main_process:
         losses = ", ".join(f"{d} {v:.3f}" for d, v in result.losses.items())

@@ -31,7 +31,8 @@ from torch import nn
 from ..audio import load_audio, mu_law_decode, mu_law_encode
 from ..config import SAMPLE_RATE
 from ..errors import ModelError
-from ..registry import CLASSIFIER_FILES, _atomic_write_bytes, sha256_file
+from ..registry import CLASSIFIER_FILES, KEPT, sha256_file
+from ..safe_write import write_atomically
 from . import EvaluationError
 from .files import audio_files, domain_folders
 from .reference import log_mel
@@ -137,11 +138,11 @@ class DomainClassifier:
         from safetensors.torch import save_file
 
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        _atomic_write_bytes(folder / WEIGHTS, lambda temp: save_file(state, temp))
+        write_atomically(folder / WEIGHTS, lambda temp: save_file(state, temp), replace=True, kept=KEPT)
         meta = {**self.meta, "format_version": FORMAT_VERSION, "domains": self.domains}
         meta["file"], meta["sha256"] = WEIGHTS, sha256_file(folder / WEIGHTS)
         text = json.dumps(meta, indent=2) + "\n"
-        _atomic_write_bytes(folder / META, lambda temp: Path(temp).write_text(text))
+        write_atomically(folder / META, lambda temp: Path(temp).write_text(text), replace=True, kept=KEPT)
         return folder / META
 
 

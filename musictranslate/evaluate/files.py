@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..audio import AUDIO_EXTENSIONS
+from ..scan import audio_files, subfolders
 from . import EvaluationError
-
-
-def audio_files(folder: Path) -> list[Path]:
-    """Audio files under ``folder`` (recursive, hidden files skipped), in a stable order."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
-    )
 
 
 def pair_files(first: Path, second: Path) -> list[tuple[Path, Path]]:
@@ -57,7 +48,7 @@ def domain_folders(root: Path) -> list[Path]:
     """The domain subfolders of a data folder (hidden ones skipped), sorted by name."""
     if not root.is_dir():
         raise EvaluationError(f"{root}: not a folder; give a data folder with one subfolder per domain")
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return subfolders(root)
 
 
 def parallel_pieces(root: Path) -> dict[str, dict[str, Path]]:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..safe_write import write_text
 from .corpus import MAX_PIECE_SECONDS, SUBSETS, ExportResult, WorkSpec, export_work, select_works
 from .render import (
     GAIN,
@@ -351,9 +352,7 @@ def build(
         "seconds": EVAL_SECONDS,
         "pieces": write_eval_set(out, test_pieces, domains),
     }
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    tmp.replace(out / "manifest.json")
+    write_text(out / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     if others:
         say(f"note: {out} also holds domain folders not in this build: {', '.join(others)}")
     return manifest

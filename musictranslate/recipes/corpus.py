@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..safe_write import write_atomically
 from .midi import DEFAULT_TEMPO_US, TICKS_PER_QUARTER, Note, NoteScore, clean_notes, write_midi
 
 MAX_PIECE_SECONDS = 600.0
@@ -304,9 +305,8 @@ def export_work(spec: WorkSpec, midi_dir: str | Path, max_seconds: float = MAX_P
             raise ValueError(f"too short ({notes.duration:.1f} s)")
         path = Path(midi_dir) / f"{spec.piece_id}.mid"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".mid.tmp")
-        tmp.write_bytes(write_midi(notes, program=0, names=names))
-        tmp.replace(path)
+        data = write_midi(notes, program=0, names=names)
+        write_atomically(path, lambda temp: Path(temp).write_bytes(data), replace=True)
         result.midi = str(path)
         result.seconds = round(notes.duration, 3)
         result.parts = len(notes.parts)

@@ -34,6 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from ..config import SAMPLE_RATE  # rendering directly at the model's rate avoids a resampling pass
+from ..safe_write import write_atomically
 from .midi import read_midi, set_program, single_note_score, write_midi
 
 GAIN = 0.2
@@ -373,14 +374,10 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    clipped = np.clip(audio, -1.0, 1.0)
+    write_atomically(
+        path, lambda temp: sf.write(temp, clipped, sample_rate, subtype="PCM_16", format=fmt), replace=True
+    )
 
 
 def render_midi(
