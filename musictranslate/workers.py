@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 import warnings
@@ -25,6 +24,8 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+
+from .stop import in_worker
 
 T = TypeVar("T")
 
@@ -99,9 +100,9 @@ def _run_in_threads(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _worker(run: Callable[[int], T], jobs: list[int], results: Connection) -> None:
+def _worker(run: Callable[[int], T], jobs: list[int], results: Connection, parent: int) -> None:
     """A forked worker's whole life: its jobs, each result or the first error, then exit."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    in_worker(parent)
     try:
         with torch.inference_mode():
             for job in jobs:
@@ -127,7 +128,9 @@ def _run_in_processes(
         for worker in range(min(workers, jobs)):
             receiver, sender = context.Pipe(duplex=False)
             process = context.Process(
-                target=_worker, args=(run, list(range(worker, jobs, workers)), sender), daemon=True
+                target=_worker,
+                args=(run, list(range(worker, jobs, workers)), sender, os.getpid()),
+                daemon=True,
             )
             with warnings.catch_warnings():  # Python >= 3.12 warns on fork with threads alive
                 warnings.simplefilter("ignore", DeprecationWarning)

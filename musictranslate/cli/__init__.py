@@ -11,6 +11,9 @@ from .common import app
 
 
 def main() -> None:
+    from ..stop import stop_on_signals
+
+    stop_on_signals()
     app()
 
 

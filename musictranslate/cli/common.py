@@ -106,6 +106,7 @@ def print_json(document: Any) -> None:
 def user_errors() -> Iterator[None]:
     """Turn library errors into one-line messages and a non-zero exit (tracebacks with --debug)."""
     from ..errors import MusicTranslateError
+    from ..stop import describe, exit_status
 
     try:
         yield
@@ -113,8 +114,8 @@ def user_errors() -> Iterator[None]:
         if _state["debug"]:
             raise
         fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (``stop.Stopped``)
+        fail(describe(exc), exit_status(exc))
     except MemoryError:
         if _state["debug"]:
             raise

@@ -27,6 +27,7 @@ from .common import (
     report_error,
     user_errors,
 )
+from .numbers import finite
 from .translate_cmd import BatchOption, ForceOption, SeedOption, TemperatureOption, TransposeOption
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def pitch_command(
         Path, typer.Argument(help="Its translation (<stem>_<domain>.<ext>), or a folder mirroring SOURCE.")
     ],
     max_lag: Annotated[
-        float, typer.Option("--max-lag", min=0.0, help="Largest shift NCC searches, s.")
+        float, typer.Option("--max-lag", callback=finite(0.0), help="Largest shift NCC searches, s.")
     ] = 0.5,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -188,7 +189,8 @@ def classifier_command(
         int, typer.Option("--batch-size", min=2, help="~1 s log-mel windows per step, balanced over domains.")
     ] = 32,
     max_seconds: Annotated[
-        float, typer.Option("--max-seconds", min=1.0, help="Audio read per domain and folder, s.")
+        float,
+        typer.Option("--max-seconds", callback=finite(1.0), help="Audio read per domain and folder, s."),
     ] = 1800.0,
     seed: SeedOption = 0,
     threads: ThreadsOption = None,
@@ -280,8 +282,12 @@ def lineup_command(
     source: Annotated[Path, typer.Argument(help="A source clip from one of the model's domains.")],
     domain: Annotated[str, typer.Option("--domain", "-d", help="The domain the source comes from.")],
     output: OutDirOption,
-    start: Annotated[float, typer.Option("--start", min=0.0, help="Where the segment starts, s.")] = 0.0,
-    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Segment length, s.")] = 10.0,
+    start: Annotated[
+        float, typer.Option("--start", callback=finite(0.0), help="Where the segment starts, s.")
+    ] = 0.0,
+    seconds: Annotated[
+        float, typer.Option("--seconds", callback=finite(0.1), help="Segment length, s.")
+    ] = 10.0,
     model: ModelOption = "default",
     models: ModelsOption = None,
     device: DeviceOption = Device.auto,
@@ -399,7 +405,9 @@ def report_command(
     model: ModelOption = "default",
     models: ModelsOption = None,
     pieces: Annotated[int, typer.Option("--pieces", min=1, help="Pieces to translate.")] = 3,
-    seconds: Annotated[float, typer.Option("--seconds", min=0.5, help="Clip length per piece, s.")] = 10.0,
+    seconds: Annotated[
+        float, typer.Option("--seconds", callback=finite(0.5), help="Clip length per piece, s.")
+    ] = 10.0,
     sources: Annotated[
         Optional[str],
         typer.Option("--sources", help="Comma-separated source domains (default: all in data)."),

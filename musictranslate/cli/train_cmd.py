@@ -10,13 +10,21 @@ from typing import Annotated, Optional
 import typer
 
 from .common import ModelOption, ModelsOption, QuietOption, app, stderr, user_errors
+from .numbers import finite, seed_range
 
 StepsOption = Annotated[
     int, typer.Option("--steps", help="Total training steps (one batch of one domain each).")
 ]
 BatchOption = Annotated[int, typer.Option("--batch-size", help="Segments per batch (paper: 16).")]
-SegmentOption = Annotated[float, typer.Option("--segment", help="Seconds per training segment (paper: 1.0).")]
-LrOption = Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 1e-3).")]
+SegmentOption = Annotated[
+    float,
+    typer.Option(
+        "--segment", callback=finite(0.0, above=True), help="Seconds per training segment (paper: 1.0)."
+    ),
+]
+LrOption = Annotated[
+    float, typer.Option("--lr", callback=finite(0.0, above=True), help="Adam learning rate (paper: 1e-3).")
+]
 CheckpointOption = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")]
 ValBatchesOption = Annotated[
     int,
@@ -24,7 +32,10 @@ ValBatchesOption = Annotated[
         "--val-batches", help="Validation batches per domain at each checkpoint (their mean loss is saved)."
     ),
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed for the split, initialisation and batches.")]
+SeedOption = Annotated[
+    int,
+    typer.Option("--seed", callback=seed_range, help="Seed for the split, initialisation and batches."),
+]
 WorkersOption = Annotated[int, typer.Option("--workers", help="Data-loading worker processes.")]
 Bf16Option = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (faster on CPUs with AVX512-BF16).")]
 NoAugOption = Annotated[bool, typer.Option("--no-augment", help="Turn off the pitch-shift augmentation.")]
@@ -98,7 +109,9 @@ def train_command(
     batch_size: BatchOption = 16,
     segment: SegmentOption = 1.0,
     lr: LrOption = 1e-3,
-    confusion_weight: Annotated[float, typer.Option("--lambda", help="Domain-confusion weight.")] = 1e-2,
+    confusion_weight: Annotated[
+        float, typer.Option("--lambda", callback=finite(0.0), help="Domain-confusion weight.")
+    ] = 1e-2,
     checkpoint_every: CheckpointOption = 200,
     val_batches: ValBatchesOption = 4,
     seed: SeedOption = 0,

@@ -30,6 +30,7 @@ from .common import (
     stderr,
     user_errors,
 )
+from .numbers import finite, seed_range
 
 if TYPE_CHECKING:
     from ..jobs import Result, Task
@@ -39,6 +40,7 @@ TemperatureOption = Annotated[
     typer.Option(
         "--temperature",
         "-t",
+        callback=finite(0.0),
         help="Sampling temperature: 1 samples the decoder as trained (the paper's), lower sounds more "
         "like the target instrument, 0 picks the likeliest sample.",
     ),
@@ -46,7 +48,9 @@ TemperatureOption = Annotated[
 SeedOption = Annotated[
     int,
     typer.Option(
-        "--seed", help="Seeds Python, numpy and torch: the same seed gives the same output (on one machine)."
+        "--seed",
+        callback=seed_range,
+        help="Seeds Python, numpy and torch: the same seed gives the same output (on one machine).",
     ),
 ]
 BatchOption = Annotated[
@@ -288,8 +292,12 @@ def blend_command(
     ],
     output: OutOption = None,
     fmt: FormatOption = None,
-    keep: Annotated[float, typer.Option(help="Seconds of the first input's latent kept as is.")] = 3.5,
-    crossfade: Annotated[float, typer.Option(help="Seconds over which the latents are crossfaded.")] = 1.5,
+    keep: Annotated[
+        float, typer.Option(callback=finite(0.0), help="Seconds of the first input's latent kept as is.")
+    ] = 3.5,
+    crossfade: Annotated[
+        float, typer.Option(callback=finite(0.0), help="Seconds over which the latents are crossfaded.")
+    ] = 1.5,
     model: ModelOption = "default",
     models: ModelsOption = None,
     device: DeviceOption = Device.auto,
