@@ -6,9 +6,11 @@ message a user can act on.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -140,23 +142,49 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     file's channels, rate and length (design: bounded memory on hours-long files).
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
-    if path.suffix.lower() in _FFMPEG_ONLY:
-        data, rate = _read_with_ffmpeg(path)
-        return _mono_stream(path, [data], rate, sample_rate, len(data))
+    size = _readable_size(path)
     try:
+        if path.suffix.lower() in _FFMPEG_ONLY:
+            data, rate = _read_with_ffmpeg(path)
+            return _mono_stream(path, [data], rate, sample_rate, len(data))
         with _native_stderr_silenced(), sf.SoundFile(path) as handle:
-            return _mono_stream(path, _blocks(handle), handle.samplerate, sample_rate, handle.frames)
+            # a header may claim far more frames than the file holds: no codec packs a frame in
+            # less than a byte on average, so trust the claim only up to the file's size
+            claimed = min(handle.frames, size)
+            return _mono_stream(path, _blocks(handle), handle.samplerate, sample_rate, claimed)
+    except MemoryError:
+        raise AudioError(f"{path}: too long to hold in memory; split it into shorter files") from None
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(
             f"{path}: not a readable audio file ({_unreadable_reason(exc, path)}); "
             f"supported: {', '.join(AUDIO_EXTENSIONS)}"
         ) from None
+
+
+def _open_failure(exc: OSError) -> str:
+    """What stops a file from being opened, in the words a user acts on."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "no such file"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop (the link leads back to itself); point it at a real file"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; make the file readable (chmod +r) or run as its owner"
+    return f"cannot be opened ({exc.strerror or exc})"
+
+
+def _readable_size(path: Path) -> int:
+    """The size of ``path`` in bytes once it is known to be a non-empty file this process may read."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise AudioError(f"{path}: is a folder, not an audio file")
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise AudioError(f"{path}: {_open_failure(exc)}") from None
+    if info.st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+    return info.st_size
 
 
 def check_audible(audio: np.ndarray, name: str, min_samples: int) -> None:
@@ -165,8 +193,27 @@ def check_audible(audio: np.ndarray, name: str, min_samples: int) -> None:
         raise AudioError(
             f"{name}: too short: {_samples(audio.shape[0])}; give at least {_samples(min_samples)} of audio"
         )
-    if _peak(audio) < SILENCE_PEAK:
-        raise AudioError(f"{name}: is silent (peak below -80 dBFS); nothing to translate")
+    if _peak_without_dc(audio) < SILENCE_PEAK:
+        raise AudioError(f"{name}: is silent (peak below -80 dBFS, DC offset aside); nothing to translate")
+
+
+def check_not_constant(audio: np.ndarray, name: str) -> None:
+    """Refuse to report a translation that came out as one constant value: it is silence, and a
+    file of it would be written as a success."""
+    if audio.size and float(audio.max()) == float(audio.min()):
+        raise AudioError(
+            f"{name}: the translation came out silent (one constant value); nothing written. Is the "
+            "input very quiet? Try a louder recording or another --seed"
+        )
+
+
+def _peak_without_dc(audio: np.ndarray) -> float:
+    """Largest distance from the mean: a DC offset alone (a constant, a dead microphone's bias)
+    is not sound."""
+    if not audio.size:
+        return 0.0
+    mean = float(audio.mean(dtype=np.float64))
+    return max(float(audio.max()) - mean, mean - float(audio.min()))
 
 
 def _samples(count: int) -> str:

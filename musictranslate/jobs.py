@@ -33,7 +33,7 @@ import soundfile as sf
 import torch
 
 from . import __version__
-from .audio import AUDIO_EXTENSIONS, check_audible, load_audio, save_audio
+from .audio import AUDIO_EXTENSIONS, check_audible, check_not_constant, load_audio, save_audio
 from .config import SAMPLE_RATE
 from .errors import DomainError, MusicTranslateError, UsageError
 from .generate import GenerationOptions, Progress
@@ -454,7 +454,7 @@ def _run_task(
         trace = traceback.format_exc() if sys.exc_info()[0] is not None else None
         record(Result(task.label, output, target.domain, seed, seconds, wall, "failed", error, trace))
 
-    missing = next((p for p in task.inputs if not p.exists()), None)
+    missing = next((p for p in task.inputs if not p.exists() and not p.is_symlink()), None)
     ready = []
     for target in task.targets:
         if target.error is None and missing is not None:
@@ -486,6 +486,7 @@ def _run_task(
                 audio = decode(
                     model, encoded.latent, target.domain, encoded.length, options.generation, update
                 )
+            check_not_constant(audio, str(target.output))
             if options.match_loudness:
                 audio = match_loudness(audio, encoded.reference)
             provenance = (

@@ -11,8 +11,13 @@ from .common import app
 
 
 def main() -> None:
+    import sys
+    import warnings
+
     from ..stop import stop_on_signals
 
+    if not sys.warnoptions:  # librosa's and torch's warnings are not the user's to act on
+        warnings.simplefilter("ignore")
     stop_on_signals()
     app()
 

@@ -77,6 +77,10 @@ def _root(
 ) -> None:
     """Translate music between instruments, styles and genres."""
     _state["debug"] = debug
+    if debug:
+        import warnings
+
+        warnings.resetwarnings()  # the libraries' warnings too, which ``main`` hides otherwise
 
 
 def debugging() -> bool:

@@ -235,7 +235,9 @@ def classifier_command(
 
 @evaluate_app.command("domain")
 def domain_command(
-    inputs: Annotated[list[Path], typer.Argument(help="Translations: audio files and folders.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(readable=False, help="Translations: audio files and folders.")
+    ],
     to: Annotated[str, typer.Option("--to", help="The domain they were translated into.")],
     model: ModelOption = "default",
     models: ModelsOption = None,
@@ -251,7 +253,13 @@ def domain_command(
     with user_errors():
         classifier = load_classifier(find_model(model, models))
         classifier.check_domain(to)
-    files = [f for path in inputs for f in (audio_files(path) if path.is_dir() else [path])]
+    files, empty = [], 0
+    for path in inputs:
+        found = audio_files(path) if path.is_dir() else [path]
+        if not found:
+            report_error(f"{path}: no audio files in this folder or below")
+            empty += 1
+        files += found
 
     def score(_: Path, path: Path) -> dict:
         probabilities = classifier.probabilities(load_audio(path))
@@ -260,6 +268,7 @@ def domain_command(
         return {"predicted": predicted, "recognised": float(predicted == to), "p_target": p_target}
 
     rows, failed = _score_pairs([(f, f) for f in files], score, "domain", quiet)
+    failed += empty
     title = f"recognised as {to}"
     if rows and not json_output and not quiet:
         title += f": {sum(r['recognised'] for r in rows) / len(rows):.1%} of {len(rows)}"
@@ -373,8 +382,9 @@ def embedding_command(
         configure_runtime("cpu", threads, 0)
         loaded = load_model(model, models)
         target = output / "embedding.json"
-        if target.exists() and not force:
-            raise OutputError(f"{target}: already exists; pass --force to overwrite")
+        for path in (target, output / "embedding_raw.png", output / "embedding_centred.png"):
+            if path.exists() and not force:
+                raise OutputError(f"{path}: already exists; pass --force to overwrite")
         with progress_bar("embedding", quiet) as progress:
             study = embedding_study(
                 loaded, instrument, notes, str(soundfont) if soundfont else None, progress

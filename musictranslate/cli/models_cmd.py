@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .common import ModelsOption, app, user_errors
+from .common import ModelsOption, app, stderr, user_errors
 
 
 @app.command("models")
@@ -15,6 +15,10 @@ def models_command(models: ModelsOption = None) -> None:
 
     with user_errors():
         found = list_models(models)
+    for entry in found:
+        if entry["error"]:
+            stderr.print(f"warning: skipped {entry['error']}", markup=False, highlight=False, soft_wrap=True)
+    found = [entry for entry in found if not entry["error"]]
     console = Console()
     if not found:
         roots = ", ".join(str(r) for r in registry_roots(models))
@@ -22,6 +26,5 @@ def models_command(models: ModelsOption = None) -> None:
         return
     table = Table("model", "domains", "path")
     for entry in found:
-        domains = ", ".join(entry["domains"]) if not entry["error"] else f"[red]{entry['error']}[/]"
-        table.add_row(entry["name"], domains, entry["path"])
+        table.add_row(entry["name"], ", ".join(entry["domains"]), entry["path"])
     console.print(table)

@@ -246,7 +246,9 @@ def _print_summary(results: list[Result], setup: str) -> None:
 @app.command("translate")
 def translate_command(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Audio files and folders (searched recursively for audio).")
+        list[Path],
+        # readable=False: an unreadable file fails alone, as a corrupt one does, not the whole call
+        typer.Argument(readable=False, help="Audio files and folders (searched recursively for audio)."),
     ],
     to: Annotated[
         list[str],

@@ -45,6 +45,7 @@ from ..audio import check_audible
 from ..config import SAMPLE_RATE
 from ..errors import MusicTranslateError, OutputError
 from ..input_fit import AUTO
+from ..safe_write import claim_folder
 from ..translation import decode, encode_fitted
 from . import EvaluationError, plots
 from .classifier import DomainClassifier, load_classifier
@@ -380,6 +381,11 @@ def _summarise(pairs: list[dict], by: str = "target") -> dict:
     return summary
 
 
+def _is_report(folder: Path) -> bool:
+    """Whether ``folder`` holds a report: the only folder whose files a report may replace."""
+    return (folder / "report.json").is_file()
+
+
 def build_report(
     model: Model,
     data: str | Path,
@@ -393,8 +399,7 @@ def build_report(
     A pair that fails (a silent clip, say) is recorded under ``failures`` and the rest go on.
     """
     data, out = Path(data), Path(out)
-    if (out / "index.html").exists() and not options.force:
-        raise OutputError(f"{out / 'index.html'}: already exists; pass --force to overwrite")
+    claim_folder(out, _is_report, "report", replace=options.force, ask="pass --force to overwrite it")
     pieces = parallel_pieces(data)
     sources, targets, chosen = _plan(model, pieces, options)
     try:
