@@ -16,7 +16,8 @@ import os
 import signal
 import sys
 import threading
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 INTERRUPTED = 128 + signal.SIGINT  # 130: Ctrl-C
@@ -31,10 +32,22 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+_received: list[int] = []
+
+
 def _raise_stopped(signum: int, frame: object) -> None:
     for number in STOP_SIGNALS:  # a second signal must not cut the cleanup short
         signal.signal(number, signal.SIG_IGN)
+    _received.append(signum)
     raise Stopped(signum)
+
+
+def raise_if_stopped() -> None:
+    """Raise ``Stopped`` again when a stop signal arrived where Python swallows exceptions (a
+    fork's after-fork hooks, a finaliser): the loops that wait on workers call this, and so does
+    the command line before it reports success."""
+    if _received:
+        raise Stopped(_received[0])
 
 
 def stop_on_signals() -> None:
@@ -52,12 +65,24 @@ def describe(exc: KeyboardInterrupt) -> str:
     return f"stopped by {exc.args[0]}" if isinstance(exc, Stopped) else "interrupted"
 
 
+@contextmanager
+def held_during_fork() -> Iterator[None]:
+    """Hold stop signals back while a worker is forked: one arriving inside the fork's
+    after-fork hooks would be printed as "Exception ignored" and lost. It arrives when they end."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def in_worker(parent: int) -> None:
     """In a forked worker: Ctrl-C, SIGTERM and SIGHUP are the parent's to handle (it kills the
     workers), and the worker dies when the parent does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for number in STOP_SIGNALS:
         signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held back by the fork
     die_with_parent(parent)
 
 

@@ -25,7 +25,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .stop import in_worker
+from .stop import held_during_fork, in_worker, raise_if_stopped
 
 T = TypeVar("T")
 
@@ -132,8 +132,8 @@ def _run_in_processes(
                 args=(run, list(range(worker, jobs, workers)), sender, os.getpid()),
                 daemon=True,
             )
-            with warnings.catch_warnings():  # Python >= 3.12 warns on fork with threads alive
-                warnings.simplefilter("ignore", DeprecationWarning)
+            with warnings.catch_warnings(), held_during_fork():
+                warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12: fork with threads
                 process.start()
             sender.close()
             processes.append(process)
@@ -149,6 +149,7 @@ def _run_in_processes(
                 if kind == "error":
                     raise value
                 results[job] = value
+            raise_if_stopped()
             if report is not None:
                 report()
         if len(results) < jobs:

@@ -490,3 +490,11 @@ def test_cli_domain_and_lineup(model_with_classifier: Path, parallel_set: Path, 
                  "--seconds", "0.3", "-m", model_with_classifier, "--threads", "1", "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in lineup_dir.iterdir()) == ["answers.json", "clip_1.wav", "clip_2.wav"]
+
+
+def test_cli_domain_of_an_empty_folder_says_so(model_with_classifier: Path, tmp_path: Path) -> None:
+    """A folder with nothing to score fails with a line naming it, not silently (issue 21)."""
+    result = run("evaluate", "domain", tmp_path, "--to", "piano", "-m", model_with_classifier)
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and str(tmp_path) in line and "no audio files" in line

@@ -110,10 +110,11 @@ def print_json(document: Any) -> None:
 def user_errors() -> Iterator[None]:
     """Turn library errors into one-line messages and a non-zero exit (tracebacks with --debug)."""
     from ..errors import MusicTranslateError
-    from ..stop import describe, exit_status
+    from ..stop import describe, exit_status, raise_if_stopped
 
     try:
         yield
+        raise_if_stopped()
     except MusicTranslateError as exc:
         if _state["debug"]:
             raise
