@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from .config import SAMPLE_RATE
+from .safe_write import write_text
 
 
 def _hours(seconds: float) -> str:
@@ -119,5 +120,5 @@ def _later_decoders(decoders: dict) -> list[str]:
 
 def write_model_card(folder: str | Path, manifest: dict) -> Path:
     path = Path(folder) / "README.md"
-    path.write_text(render_model_card(manifest))
+    write_text(path, render_model_card(manifest))
     return path

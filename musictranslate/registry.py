@@ -24,7 +24,7 @@ from .errors import DomainError, ModelError, first_line
 from .manifest import REINSTALL, check_manifest
 from .model import ConfusionNet, Decoder, Encoder
 from .names import inside
-from .safe_write import claim_folder, write_atomically, write_folder_atomically
+from .safe_write import claim_folder, write_atomically, write_folder_atomically, write_text
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -109,9 +109,9 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
     from .model_card import render_model_card
 
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    write_atomically(folder / MANIFEST, lambda temp: Path(temp).write_text(text), replace=True, kept=KEPT)
+    write_text(folder / MANIFEST, text, kept=KEPT)
     card = render_model_card(manifest)
-    write_atomically(folder / "README.md", lambda temp: Path(temp).write_text(card), replace=True, kept=KEPT)
+    write_text(folder / "README.md", card, kept=KEPT)
 
 
 def _check_shapes(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:

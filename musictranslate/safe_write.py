@@ -106,9 +106,11 @@ def write_atomically(
     return path
 
 
-def write_text(path: str | os.PathLike, text: str, *, replace: bool = True) -> Path:
+def write_text(path: str | os.PathLike, text: str, *, replace: bool = True, kept: str = "") -> Path:
     """``write_atomically`` for a text file (UTF-8)."""
-    return write_atomically(path, lambda temp: Path(temp).write_text(text, encoding="utf-8"), replace=replace)
+    return write_atomically(
+        path, lambda temp: Path(temp).write_text(text, encoding="utf-8"), replace=replace, kept=kept
+    )
 
 
 def write_folder_atomically(

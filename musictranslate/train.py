@@ -52,7 +52,7 @@ from .registry import (
     refined_decoders,
     save_model,
 )
-from .safe_write import claim_folder, restore_interrupted, write_folder_atomically
+from .safe_write import claim_folder, restore_interrupted, write_folder_atomically, write_text
 
 CHECKPOINT_FORMAT = 1
 
@@ -517,7 +517,7 @@ class _Log:
         kept = []
         if resume_step and path.exists():
             kept = [line for line in path.read_text().splitlines() if _logged_step(line) <= resume_step]
-        path.write_text("".join(line + "\n" for line in kept))
+        write_text(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         if self.enabled:
@@ -676,7 +676,7 @@ def train(
         if dist.main:
             run.mkdir(parents=True, exist_ok=True)
             split_record = {d: {k: [p.name for p in v] for k, v in s.items()} for d, s in splits.items()}
-            (run / "split.json").write_text(json.dumps(split_record, indent=1))
+            write_text(run / "split.json", json.dumps(split_record, indent=1))
         log = _Log(run / "log.jsonl", start, dist.main)
         tic = time.perf_counter()
 

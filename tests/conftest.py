@@ -50,3 +50,17 @@ def wav(tmp_path: Path) -> Path:
     path = tmp_path / "tune.wav"
     sf.write(path, tone(), SAMPLE_RATE)
     return path
+
+
+def write_domain(folder: Path, freq: float, files: int = 2) -> None:
+    """``files`` half-second tones, harmonics of ``freq``: a domain of training data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        sf.write(folder / f"{i}.wav", tone(0.5, freq * (i + 1)), SAMPLE_RATE)
+
+
+def two_domains(root: Path) -> Path:
+    """The smallest training set: ``root/low`` and ``root/high``, two tones each."""
+    write_domain(root / "low", 220)
+    write_domain(root / "high", 880)
+    return root

@@ -31,7 +31,7 @@ from musictranslate.cli import app
 from musictranslate.config import SAMPLE_RATE
 from musictranslate.train import Trainer
 
-from .conftest import make_tiny_model, tone
+from .conftest import make_tiny_model, tone, two_domains, write_domain
 from .test_bad_input import assert_one_line_error, leftovers, random_bytes
 
 runner = CliRunner()
@@ -207,18 +207,9 @@ def test_a_long_file_needs_the_audio_plus_bounded_working_memory(registry: Path,
 # training
 
 
-def write_domain(folder: Path, freq: float, files: int = 2) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(files):
-        sf.write(folder / f"{i}.wav", tone(0.5, freq * (i + 1)), SAMPLE_RATE)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("faults-data")
-    write_domain(root / "low", 220)
-    write_domain(root / "high", 880)
-    return root
+    return two_domains(tmp_path_factory.mktemp("faults-data"))
 
 
 def train(dataset: Path, out: Path, steps: int, *extra: object):

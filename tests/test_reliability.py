@@ -26,23 +26,20 @@ import soundfile as sf
 from musictranslate.config import SAMPLE_RATE
 from musictranslate.errors import OutputError
 
-from .conftest import make_tiny_model, tone
+from .conftest import make_tiny_model, tone, two_domains, write_domain
 from .test_bad_input import assert_one_line_error, edit_manifest, leftovers, run, write_wav
-from .test_faults import TINY, cli, error_lines, write_domain
+from .test_faults import TINY, cli, error_lines
 
 SECONDS = 0.3
 
 
-def tiny(registry: Path) -> list[str]:
-    return ["-m", "tiny", "--models", str(registry), "-q"]
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("reliability-data")
-    write_domain(root / "low", 220)
-    write_domain(root / "high", 880)
-    return root
+    return two_domains(tmp_path_factory.mktemp("reliability-data"))
+
+
+def tiny(registry: Path) -> list[str]:
+    return ["-m", "tiny", "--models", str(registry), "-q"]
 
 
 def train(dataset: Path, out: Path, *extra: object):

@@ -376,6 +376,7 @@ def embedding_command(
     from ..evaluate.embedding import embedding_study
     from ..jobs import configure_runtime
     from ..registry import load_model
+    from ..safe_write import write_text
 
     notes = _parse_pitches(pitches)
     with user_errors():
@@ -395,7 +396,7 @@ def embedding_command(
             "raw": str(plots.similarity_grid(study, output / "embedding_raw.png")),
             "centred": str(plots.similarity_grid(study, output / "embedding_centred.png", centred=True)),
         }
-        target.write_text(json.dumps(summary, indent=2) + "\n")
+        write_text(target, json.dumps(summary, indent=2) + "\n", replace=force)
     if json_output:
         print_json(summary)
     elif not quiet:

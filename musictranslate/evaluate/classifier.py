@@ -32,7 +32,7 @@ from ..audio import load_audio, mu_law_decode, mu_law_encode
 from ..config import SAMPLE_RATE
 from ..errors import ModelError
 from ..registry import CLASSIFIER_FILES, KEPT, sha256_file
-from ..safe_write import write_atomically
+from ..safe_write import write_atomically, write_text
 from . import EvaluationError
 from .files import audio_files, domain_folders
 from .reference import log_mel
@@ -142,7 +142,7 @@ class DomainClassifier:
         meta = {**self.meta, "format_version": FORMAT_VERSION, "domains": self.domains}
         meta["file"], meta["sha256"] = WEIGHTS, sha256_file(folder / WEIGHTS)
         text = json.dumps(meta, indent=2) + "\n"
-        write_atomically(folder / META, lambda temp: Path(temp).write_text(text), replace=True, kept=KEPT)
+        write_text(folder / META, text, kept=KEPT)
         return folder / META
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from .. import GenerationOptions, decode, encode, save_audio
 from ..audio import check_audible
 from ..errors import OutputError
+from ..safe_write import write_text
 
 if TYPE_CHECKING:
     from ..registry import Model
@@ -73,5 +74,7 @@ def write_lineup(
     for name, index in zip(names, order, strict=True):
         save_audio(folder / name, clips[index].audio, force=force)
         answers[name] = {"domain": clips[index].domain, "autoencoded": clips[index].autoencoded}
-    key.write_text(json.dumps({"source": source, "seed": seed, "clips": answers}, indent=2) + "\n")
+    write_text(
+        key, json.dumps({"source": source, "seed": seed, "clips": answers}, indent=2) + "\n", replace=force
+    )
     return key

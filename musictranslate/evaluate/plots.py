@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import SAMPLE_RATE
+from ..safe_write import write_atomically
 from . import optional_import
 from .reference import MEL_HOP, log_mel
 
@@ -29,7 +30,9 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    write_atomically(
+        path, lambda temp: fig.savefig(temp, format="png", dpi=DPI, bbox_inches="tight"), replace=True
+    )
     _pyplot().close(fig)
     return path
 

@@ -45,7 +45,7 @@ from ..audio import check_audible
 from ..config import SAMPLE_RATE
 from ..errors import MusicTranslateError, OutputError
 from ..input_fit import AUTO
-from ..safe_write import claim_folder
+from ..safe_write import claim_folder, write_text
 from ..translation import decode, encode_fitted
 from . import EvaluationError, plots
 from .classifier import DomainClassifier, load_classifier
@@ -485,8 +485,8 @@ def build_report(
             "embedding": embedding,
         }
     )
-    (out / "report.json").write_text(json.dumps(document, indent=2) + "\n")
-    (out / "index.html").write_text(render_html(document))
+    write_text(out / "report.json", json.dumps(document, indent=2) + "\n")
+    write_text(out / "index.html", render_html(document))
     return document
 
 
