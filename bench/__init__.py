@@ -23,7 +23,8 @@ from musictranslate.model import Decoder
 
 def machine() -> dict:
     """What the figures were measured on."""
-    from musictranslate.speed import available_workers, native_bf16
+    from musictranslate.runtime import native_bf16
+    from musictranslate.speed import available_workers
 
     model = platform.processor() or platform.machine()
     try:

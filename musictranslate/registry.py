@@ -406,7 +406,14 @@ def writable_model(model: Model, models_dir: str | os.PathLike | None = None) ->
     target = default_output_root(models_dir) / model.path.name
     if target.exists():
         raise ModelError(f"{target}: already exists; pass --model {target} to extend that copy")
-    shutil.copytree(model.path, target)
+    return copy_model(model, target)
+
+
+def copy_model(model: Model, target: Path) -> Model:
+    """A copy of ``model``'s folder at ``target`` (written whole or not at all), loaded."""
+    if target.exists():
+        raise OutputError(f"{target}: already exists; choose another name or folder")
+    write_folder_atomically(target, lambda staging: shutil.copytree(model.path, staging, dirs_exist_ok=True))
     return load_model(target)
 
 

@@ -40,7 +40,6 @@ from .data import (
     training_level_db,
 )
 from .errors import MusicTranslateError, UsageError, first_line
-from .jobs import resolve_device
 from .model import ConfusionNet, Decoder, Encoder
 from .registry import (
     Model,
@@ -51,6 +50,7 @@ from .registry import (
     save_model,
     write_folder_atomically,
 )
+from .runtime import resolve_device
 
 CHECKPOINT_FORMAT = 1
 
@@ -63,7 +63,7 @@ class DivergedError(TrainingError):
     """The loss or the weights stopped being finite; nothing from that step on is saved."""
 
 
-_FLAGS = {"segment_seconds": "--segment", "confusion_weight": "--lambda"}
+_FLAGS = {"segment_seconds": "--segment", "confusion_weight": "--lambda", "workers": "--loader-workers"}
 """Command-line names of the options whose flag is not their field name."""
 
 
@@ -110,7 +110,7 @@ class TrainOptions:
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise UsageError(f"--warmup {self.warmup_steps}: give 0 or more")
         if self.workers < 0:
-            raise UsageError(f"--workers {self.workers}: give 0 (load in the main process) or more")
+            raise UsageError(f"--loader-workers {self.workers}: give 0 (load in the main process) or more")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainOptions:

@@ -166,7 +166,7 @@ def test_a_folder_where_blend_wants_a_file(tiny: list[str], tmp_path: Path) -> N
     folder = tmp_path / "takes"
     folder.mkdir()
     second = write_wav(tmp_path / "b.wav", tone(SECONDS))
-    result = run("blend", folder, second, "-d", "piano", "-o", tmp_path / "out.wav", "-q", *tiny)
+    result = run("blend", folder, second, "--to", "piano", "-o", tmp_path / "out.wav", "-q", *tiny)
     assert_one_line_error(result, str(folder), "is a folder, not an audio file")
     assert not (tmp_path / "out.wav").exists()
 
@@ -363,7 +363,7 @@ def test_the_package_never_unpickles() -> None:
 def test_unknown_domain_for_blend_lists_the_known_ones(tiny: list[str], tmp_path: Path) -> None:
     a = write_wav(tmp_path / "a.wav", tone(SECONDS))
     b = write_wav(tmp_path / "b.wav", tone(SECONDS, 660))
-    result = run("blend", a, b, "-d", "banjo", "-q", *tiny)
+    result = run("blend", a, b, "--to", "banjo", "-q", *tiny)
     assert_one_line_error(result, "'banjo'", "known: piano, flute")
     assert not list(tmp_path.glob("a_b_*"))
 

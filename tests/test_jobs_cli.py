@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from musictranslate import jobs
+from musictranslate import jobs, runtime
 from musictranslate.audio import AUDIO_EXTENSIONS
 from musictranslate.cli import app
 from musictranslate.config import DEFAULT_TEMPERATURE, SAMPLE_RATE
@@ -83,7 +83,9 @@ def test_folders_recursive_in_stable_order_each_input_encoded_once(
     monkeypatch.setattr(
         jobs,
         "encode_fitted",
-        lambda model, audio, transpose: calls.append(len(audio)) or real_encode(model, audio, transpose),
+        lambda audio, *, model, transpose: (
+            calls.append(len(audio)) or real_encode(audio, model=model, transpose=transpose)
+        ),
     )
     single = write(tmp_path / "solo.wav")
     result, records = translate_json(library, single, "--to", "piano,flute", *tiny)
@@ -334,7 +336,7 @@ def test_device_and_threads(tiny: list[str], wav: Path, monkeypatch: pytest.Monk
     finally:
         torch.set_num_threads(before)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert jobs.resolve_device("auto") == "cpu"
+    assert runtime.resolve_device("auto") == "cpu"
     result = run("translate", wav, "--to", "piano", "--device", "cuda", "-q", "--force", *tiny)
     assert result.exit_code == 1 and "no CUDA device" in result.stderr
 
