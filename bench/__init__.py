@@ -84,8 +84,8 @@ class BenchModel:
 
 def default_model_folder() -> Path | None:
     """``models/default`` of the registry when it exists (it is trained separately)."""
+    from musictranslate.catalog import find_model
     from musictranslate.errors import MusicTranslateError
-    from musictranslate.registry import find_model
 
     try:
         return find_model("default")

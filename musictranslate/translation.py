@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from .audio import check_audible, companded, mu_law_encode
+from .catalog import DEFAULT_MODEL
 from .config import SAMPLE_RATE
 from .fast_encoder import FastEncoder
 from .generate import DTypeLike, FastDecoder, GenerationOptions, Progress, generate, resolve_dtype
 from .input_fit import AUTO, fit_input
 from .loudness import match_loudness as matched
-from .registry import DEFAULT_MODEL, Model, load_model
+from .registry import Model, load_model
 from .runtime import native_bf16, resolve_device
 
 ENCODE_CHUNK_FRAMES = 600

@@ -244,9 +244,9 @@ def domain_command(
 ) -> None:
     """How often the model's domain classifier recognises translations as their target domain."""
     from ..audio import load_audio
+    from ..catalog import find_model
     from ..evaluate.classifier import load_classifier
     from ..evaluate.files import audio_files
-    from ..registry import find_model
 
     with user_errors():
         classifier = load_classifier(find_model(model, models))

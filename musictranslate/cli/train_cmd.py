@@ -131,8 +131,9 @@ def train_command(
     quiet: QuietOption = False,
 ) -> None:
     """Train a model: shared encoder, one decoder per domain, domain confusion."""
+    from ..catalog import model_output_path
     from ..config import PRESETS
-    from ..registry import load_model, model_output_path
+    from ..registry import load_model
     from ..train import train
 
     if preset not in PRESETS:
@@ -206,7 +207,8 @@ def add_domain_command(
 
     With --refine, improve a domain the model already has the same way.
     """
-    from ..registry import copy_model, load_model, model_output_path, writable_model
+    from ..catalog import model_output_path
+    from ..registry import copy_model, load_model, writable_model
     from ..train import add_domain
 
     with user_errors():
