@@ -315,8 +315,13 @@ def writable_model(model: Model, models_dir: str | os.PathLike | None = None) ->
 
 
 def copy_model(model: Model, target: Path) -> Model:
-    """A copy of ``model``'s folder at ``target`` (written whole or not at all), loaded."""
+    """A copy of ``model``'s folder at ``target`` (written whole or not at all) named after it, loaded."""
     if target.exists():
         raise OutputError(f"{target}: already exists; choose another name or folder")
-    write_folder_atomically(target, lambda staging: shutil.copytree(model.path, staging, dirs_exist_ok=True))
+
+    def fill(staging: Path) -> None:
+        shutil.copytree(model.path, staging, dirs_exist_ok=True)
+        _write_manifest(staging, {**model.manifest, "name": target.name})
+
+    write_folder_atomically(target, fill)
     return load_model(target)

@@ -51,12 +51,6 @@ def _as_model(model: ModelLike) -> Model:
     raise TypeError(f"model must be a Model, a registry name or a folder, not {type(model).__name__}")
 
 
-def _audio_first(audio: object, function: str) -> None:
-    """Catch the argument order of older releases (``encode(model, audio)``) with a clear message."""
-    if isinstance(audio, Model):
-        raise TypeError(f"{function}(audio, ..., model=...): the audio comes first, the model is a keyword")
-
-
 @torch.inference_mode()
 def encode(
     audio: np.ndarray, *, model: ModelLike = DEFAULT_MODEL, dtype: DTypeLike | None = None
@@ -71,7 +65,6 @@ def encode(
     is mu-law encoded on its own too: the whole file as int64 classes and float temporaries
     would cost several times the audio itself on an hours-long input.
     """
-    _audio_first(audio, "encode")
     model = _as_model(model)
     cfg = model.config
     pool = cfg.pool
@@ -137,7 +130,6 @@ def translate(
     ``transpose`` in semitones, or ``"auto"``); the result is at the input's loudness, as the
     CLI writes it, unless ``match_loudness`` is False (then at the model's level).
     """
-    _audio_first(audio, "translate")
     model = _as_model(model)
     model.check_domain(domain)
     check_audible(audio, "input", model.config.pool)
@@ -197,7 +189,6 @@ def blend(
     rest of ``second``. Each piece is fitted on its own, as in ``translate``; the result is at
     the loudness of the two inputs together unless ``match_loudness`` is False.
     """
-    _audio_first(first, "blend")
     model = _as_model(model)
     model.check_domain(domain)
     latent, _ = encode_blend(first, second, model=model, keep=keep, crossfade=crossfade, transpose=transpose)

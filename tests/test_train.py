@@ -163,6 +163,27 @@ def test_sigkill_mid_run_then_resume(dataset: Path, tmp_path: Path) -> None:
     assert json.loads((out / "manifest.json").read_text())["training"]["steps"] == step + 3
 
 
+def test_add_domain_with_output_writes_a_new_model_and_leaves_the_old_one(
+    dataset: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    assert run("train", dataset, "-o", models / "m", *TINY, "--steps", "2").exit_code == 0
+    before = (models / "m" / "manifest.json").read_text()
+    args = ["--steps", "2", "--batch-size", "4", "--segment", "0.1", "--loader-workers", "0", "-q"]
+    result = run(
+        "add-domain", dataset / "saw", "--name", "organ", "-m", "m", "--models", models, "-o", "m2", *args
+    )
+    assert result.exit_code == 0, result.output
+    assert (models / "m" / "manifest.json").read_text() == before
+    extended = json.loads((models / "m2" / "manifest.json").read_text())
+    assert sorted(extended["decoders"]) == ["organ", "saw", "sine"]
+    assert extended["name"] == "m2"
+    again = run(
+        "add-domain", dataset / "saw", "--name", "choir", "-m", "m", "--models", models, "-o", "m2", *args
+    )
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
 def test_add_domain_changes_nothing_else(dataset: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
     assert run("train", dataset, "--output", models / "m", *TINY, "--steps", "4").exit_code == 0

@@ -29,8 +29,7 @@ LoaderWorkersOption = Annotated[
     int,
     typer.Option(
         "--loader-workers",
-        help="Processes that load and augment training audio (0: in the training process). "
-        "Not translate's --workers, which generate audio.",
+        help="Processes that load and augment training audio (0: in the training process).",
     ),
 ]
 Bf16Option = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (faster on CPUs with AVX512-BF16).")]
