@@ -429,7 +429,7 @@ def test_parallel_batches_encode_the_same_moment_of_another_domain(parallel_data
 
 def test_parallel_training_lowers_the_loss(parallel_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    args = ("train", parallel_dataset, "--out", out, *TINY, "--steps", "60", "--lr", "1e-2", "--no-augment")
+    args = ("train", parallel_dataset, "--output", out, *TINY, "--steps", "60", "--lr", "1e-2", "--no-augment")
     result = run(*args, "--parallel", "1")
     assert result.exit_code == 0, result.output
     losses = [r["reconstruction"] for r in log_of(out)]
