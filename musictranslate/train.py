@@ -363,7 +363,7 @@ CHECKPOINT_KEYS = ("step", "architecture", "domains", "options", "optimizer_grou
 def _load_checkpoint(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Resume state from safetensors and JSON only: nothing in a checkpoint is ever unpickled."""
     folder = run / "checkpoint"
-    start_over = f"delete {run} to start over, or train into another --out"
+    start_over = f"delete {run} to start over, or train into another --output"
     if not (folder / "state.json").is_file():
         raise TrainingError(f"{folder}: no checkpoint to resume from; start without --resume")
     try:
@@ -424,7 +424,7 @@ def _refuse_to_drop_added_decoders(model: Model, domains: list[str]) -> None:
         raise TrainingError(
             f"{model.path}: going on with this run would drop decoder(s) {', '.join(added)}, added "
             f"by add-domain after its checkpoint; keep this model as it is and go on in another "
-            f"folder instead: `train DATA --out NEW --init {model.path}`, then add them there again"
+            f"folder instead: `train DATA -o NEW --init {model.path}`, then add them there again"
         )
 
 
@@ -638,7 +638,7 @@ def train(
             if meta["architecture"] != config.to_dict():
                 raise TrainingError(
                     f"{run / 'checkpoint'}: was trained with another architecture (preset "
-                    f"{meta['options']['preset']!r}); resume with the same --preset or start a new --out"
+                    f"{meta['options']['preset']!r}); resume with the same --preset or start a new --output"
                 )
             if meta["domains"] != domains:
                 raise TrainingError(
@@ -649,7 +649,7 @@ def train(
             except (RuntimeError, KeyError, ValueError) as exc:
                 raise TrainingError(
                     f"{run / 'checkpoint'}: does not fit this run ({first_line(exc)[:200]}); "
-                    "delete it to start over, or train into another --out"
+                    "delete it to start over, or train into another --output"
                 ) from None
             start, history_seconds = meta["step"], meta.get("wall_seconds", 0.0)
             # counted, not recomputed from today's batches: a run may go on with other ones
@@ -658,7 +658,7 @@ def train(
             refined_steps = _take_refined_decoders(out, trainer)
         elif (run / "checkpoint").exists():
             raise TrainingError(
-                f"{run}: a previous run exists; pass --resume to continue it, or pick another --out"
+                f"{run}: a previous run exists; pass --resume to continue it, or pick another --output"
             )
         elif init is not None:  # loaded only once no check above refuses the run
             initialised_from = _start_from_model(init, trainer)

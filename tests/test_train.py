@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 from musictranslate.cli import app
 
 runner = CliRunner()
-TINY = ["--preset", "tiny", "--batch-size", "4", "--segment", "0.1", "--loader-workers", "0", "-q"]
+STEP = ["--batch-size", "4", "--segment", "0.1", "--loader-workers", "0", "-q"]
+"""Batches of the tiny tests, for ``train`` and ``add-domain`` alike."""
+TINY = ["--preset", "tiny", *STEP]
 
 
 def run(*args):
@@ -169,7 +171,7 @@ def test_add_domain_with_output_writes_a_new_model_and_leaves_the_old_one(
     models = tmp_path / "models"
     assert run("train", dataset, "-o", models / "m", *TINY, "--steps", "2").exit_code == 0
     before = (models / "m" / "manifest.json").read_text()
-    args = ["--steps", "2", "--batch-size", "4", "--segment", "0.1", "--loader-workers", "0", "-q"]
+    args = ["--steps", "2", *STEP]
     result = run(
         "add-domain", dataset / "saw", "--name", "organ", "-m", "m", "--models", models, "-o", "m2", *args
     )
@@ -199,13 +201,7 @@ def test_add_domain_changes_nothing_else(dataset: Path, tmp_path: Path) -> None:
         models,
         "--steps",
         "4",
-        "--batch-size",
-        "4",
-        "--segment",
-        "0.1",
-        "--loader-workers",
-        "0",
-        "-q",
+        *STEP,
     )
     assert result.exit_code == 0, result.output
     after = json.loads((models / "m" / "manifest.json").read_text())
@@ -226,19 +222,7 @@ def test_add_domain_changes_nothing_else(dataset: Path, tmp_path: Path) -> None:
 
 def test_refine_trains_an_existing_decoder_further_and_nothing_else(dataset: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
-    args = [
-        "-m",
-        "m",
-        "--models",
-        models,
-        "--batch-size",
-        "4",
-        "--segment",
-        "0.1",
-        "--loader-workers",
-        "0",
-        "-q",
-    ]
+    args = ["-m", "m", "--models", models, *STEP]
     trained = run(
         "train", dataset, "--output", models / "m", *TINY, "--steps", "40", "--lr", "1e-2", "--no-augment"
     )
@@ -277,7 +261,7 @@ def test_resuming_the_joint_run_keeps_a_refined_decoder(dataset: Path, tmp_path:
         == 0
     )
     refine = ["add-domain", dataset / "sine", "--refine", "-m", out, "--steps", "3", "--lr", "1e-2"]
-    assert run(*refine, "--batch-size", "4", "--segment", "0.1", "--loader-workers", "0", "-q").exit_code == 0
+    assert run(*refine, *STEP).exit_code == 0
     refined = load_file(out / "decoders" / "sine.safetensors")
     # a learning rate too small to move anything: what the resumed run saves is what it started from
     resumed = run("train", dataset, "--output", out, *TINY, "--steps", "4", "--lr", "1e-12", "--resume")
@@ -429,7 +413,18 @@ def test_parallel_batches_encode_the_same_moment_of_another_domain(parallel_data
 
 def test_parallel_training_lowers_the_loss(parallel_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    args = ("train", parallel_dataset, "--output", out, *TINY, "--steps", "60", "--lr", "1e-2", "--no-augment")
+    args = (
+        "train",
+        parallel_dataset,
+        "--output",
+        out,
+        *TINY,
+        "--steps",
+        "60",
+        "--lr",
+        "1e-2",
+        "--no-augment",
+    )
     result = run(*args, "--parallel", "1")
     assert result.exit_code == 0, result.output
     losses = [r["reconstruction"] for r in log_of(out)]
