@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from musictranslate.cli import app
 from musictranslate.config import SAMPLE_RATE
-from musictranslate.train import Trainer
+from musictranslate.train_step import Trainer
 
 from .conftest import make_tiny_model, tone
 from .test_bad_input import assert_one_line_error, leftovers, random_bytes
@@ -271,7 +271,7 @@ def test_checkpoint_write_dying_half_way_keeps_the_previous_one(
         Path(filename).write_bytes(b"the first half of a checkpoint")
         raise error
 
-    monkeypatch.setattr("musictranslate.train.save_file", dies_half_way)
+    monkeypatch.setattr("musictranslate.checkpoint.save_file", dies_half_way)
     assert_one_line_error(train(dataset, out, 4, "--resume"), *needles, code=code)
     assert snapshot(checkpoint) == before
     assert not [p.name for p in checkpoint.parent.iterdir() if p.name.startswith(".")]  # no staging left
