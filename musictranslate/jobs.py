@@ -46,7 +46,7 @@ import torch
 from . import __version__
 from .audio import AUDIO_EXTENSIONS, check_audible, read_audio, read_comment, resample, save_audio
 from .config import SAMPLE_RATE
-from .errors import DomainError, MusicTranslateError, UsageError
+from .errors import DomainError, MusicTranslateError, OutputError, UsageError
 from .generate import GenerationOptions, Progress
 from .input_fit import AUTO
 from .loudness import limit_peak
@@ -58,6 +58,9 @@ DEFAULT_EXTENSION = ".wav"
 
 RECOVERABLE = (MusicTranslateError, OSError, MemoryError)
 """Failures that belong to one input or output; anything else is a bug and stops the run."""
+
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""The only sample rates an MPEG audio file can hold."""
 
 PROVENANCE_PREFIX = "musictranslate "
 """How every output's metadata comment starts (``musictranslate 0.1.0: model=... domain=...``)."""
@@ -450,6 +453,19 @@ def _prepare_output(target: Target, inputs: tuple[Path, ...], force: bool) -> st
     return None
 
 
+def output_rate(path: Path, rate: int, asked: bool) -> int:
+    """The sample rate to write ``path`` at: ``rate``, or for an mp3 the nearest rate MPEG can
+    hold when ``rate`` was only the input's (a 96 kHz recording becomes a 48 kHz mp3)."""
+    if path.suffix.lower() != ".mp3" or rate in MP3_RATES:
+        return rate
+    if asked:
+        raise OutputError(
+            f"{path}: mp3 cannot hold {rate} Hz; give --sample-rate one of "
+            f"{', '.join(map(str, MP3_RATES))}, or another --format"
+        )
+    return min(MP3_RATES, key=lambda r: abs(r - rate))
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "out of memory; try a shorter file or a smaller --batch-size"
@@ -530,13 +546,15 @@ def _run_task(
         return
     share = (time.perf_counter() - started) / len(ready)
     seconds = encoded.length / SAMPLE_RATE
-    rate = options.sample_rate or encoded.sample_rate
     note = " ".join(encoded.warnings) or None
 
     for target in ready:
         started = time.perf_counter()
         bar = progress(f"{task.label} -> {target.domain}") if progress else nullcontext()
         try:
+            rate = output_rate(
+                target.output, options.sample_rate or encoded.sample_rate, bool(options.sample_rate)
+            )
             with bar as update:
                 audio = decode(
                     encoded.latent,

@@ -132,6 +132,16 @@ def test_output_is_written_at_the_inputs_rate_unless_asked_and_says_so(
     assert np.abs(audio).max() <= 10 ** (-1 / 20) + 1e-3  # the peak ceiling holds after resampling
 
 
+def test_an_mp3_output_takes_the_nearest_rate_mpeg_holds(tiny: list[str], tmp_path: Path) -> None:
+    source = write(tmp_path / "hi.wav", rate=96_000)
+    result = run("translate", source, "--to", "piano", "--format", "mp3", "-q", *tiny)
+    assert result.exit_code == 0, result.output
+    assert sf.info(tmp_path / "hi_piano.mp3").samplerate == 48_000
+    asked = run("translate", source, "--to", "flute", "--format", "mp3", "--sample-rate", 96_000, *tiny)
+    assert asked.exit_code == 1 and "mp3 cannot hold 96000 Hz" in asked.stderr
+    assert not (tmp_path / "hi_flute.mp3").exists()
+
+
 def test_help_says_the_bandwidth_stays_8_khz() -> None:
     text = "".join(run("translate", "--help").stdout.replace("│", "").split())
     assert "--sample-rate" in text and "bandwidthstays8kHz" in text
