@@ -260,6 +260,9 @@ def test_in_a_pipe_the_summary_keeps_each_file_name_on_one_line(tiny: list[str],
     result = run("translate", source, "--to", "piano", *tiny)
     assert result.exit_code == 0, result.output
     assert any(str(source) in line for line in result.stdout.splitlines()), result.stdout
+    output = source.with_name(source.stem + "_piano.wav")
+    scores = run("evaluate", "pitch", source, output)
+    assert any(str(output) in line for line in scores.stdout.splitlines()), scores.stdout
 
 
 def test_json_keeps_non_ascii_names_and_names_the_model_and_device(tiny: list[str], tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from .common import (
     print_json,
     progress_bar,
     report_error,
+    table_console,
     user_errors,
 )
 from .translate_cmd import BatchOption, ForceOption, SeedOption, TemperatureOption, TransposeOption
@@ -46,7 +47,6 @@ OutDirOption = Annotated[Path, typer.Option("--output", "-o", help="Output folde
 
 def _scores_table(rows: list[dict], columns: Sequence[str], title: str) -> None:
     """Print ``rows`` (dicts with ``file`` and the ``columns``) and their mean as a rich table."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -65,7 +65,7 @@ def _scores_table(rows: list[dict], columns: Sequence[str], title: str) -> None:
             values = [r[column] for r in rows if isinstance(r.get(column), (int, float))]
             means.append(cell(sum(values) / len(values)) if values else "-")
         table.add_row(Text("mean", style="bold"), *means)
-    Console().print(table)
+    table_console().print(table)
 
 
 def _score_pairs(
