@@ -27,6 +27,7 @@ from .common import (
     progress_bar,
     report_error,
     table_console,
+    tell,
     user_errors,
 )
 from .translate_cmd import BatchOption, ForceOption, SeedOption, TemperatureOption, TransposeOption
@@ -308,6 +309,7 @@ def lineup_command(
 
     with user_errors():
         options = _generation(device, threads, seed, temperature, batch_size)
+        tell(f"loading model {model}", quiet)
         loaded = load_model(model, models)
         loaded.check_domain(source_domain)
         audio = load_audio(source)[int(start * SAMPLE_RATE) : int((start + seconds) * SAMPLE_RATE)]
@@ -461,6 +463,7 @@ def report_command(
             force=force,
             transpose=parse_transpose(transpose),
         )
+        tell(f"loading model {model}", quiet)
         loaded = load_model(model, models)
         with progress_bar("report", quiet) as progress:
             document = build_report(loaded, data, output, options, progress)
