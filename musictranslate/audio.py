@@ -141,17 +141,22 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     The file is streamed block by block, so memory holds the result plus one block, whatever the
     file's channels, rate and length (design: bounded memory on hours-long files).
     """
+    return read_audio(path, sample_rate)[0]
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    """``load_audio``, and the file's own sample rate: outputs are written at it by default."""
     path = Path(path)
     size = _readable_size(path)
     try:
         if path.suffix.lower() in _FFMPEG_ONLY:
             data, rate = _read_with_ffmpeg(path)
-            return _mono_stream(path, [data], rate, sample_rate, len(data))
+            return _mono_stream(path, [data], rate, sample_rate, len(data)), rate
         with _native_stderr_silenced(), sf.SoundFile(path) as handle:
             # a header may claim far more frames than the file holds: no codec packs a frame in
             # less than a byte on average, so trust the claim only up to the file's size
-            claimed = min(handle.frames, size)
-            return _mono_stream(path, _blocks(handle), handle.samplerate, sample_rate, claimed)
+            rate = handle.samplerate
+            return _mono_stream(path, _blocks(handle), rate, sample_rate, min(handle.frames, size)), rate
     except MemoryError:
         raise AudioError(f"{path}: too long to hold in memory; split it into shorter files") from None
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -185,6 +190,25 @@ def _readable_size(path: Path) -> int:
     if info.st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     return info.st_size
+
+
+def read_comment(path: str | os.PathLike) -> str:
+    """The comment tag in a file's metadata (WAV INFO, Vorbis comment, ID3), ``""`` when it has
+    none or cannot be read: only the header is opened, so a folder scan stays fast."""
+    if Path(path).suffix.lower() in _FFMPEG_ONLY:
+        return ""
+    try:
+        with _native_stderr_silenced(), sf.SoundFile(path) as handle:
+            return handle.comment or ""
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError):
+        return ""
+
+
+def resample(audio: np.ndarray, rate: int, to_rate: int) -> np.ndarray:
+    """``audio`` at ``rate`` resampled to ``to_rate`` with soxr (its high-quality default)."""
+    if rate == to_rate:
+        return audio
+    return soxr.resample(audio, rate, to_rate).astype(np.float32, copy=False)
 
 
 def check_audible(audio: np.ndarray, name: str, min_samples: int) -> None:

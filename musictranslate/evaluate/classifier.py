@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import load_audio, mu_law_decode, mu_law_encode
+from ..catalog import CLASSIFIER_FILES
 from ..config import SAMPLE_RATE
 from ..errors import ModelError
-from ..registry import CLASSIFIER_FILES, KEPT, sha256_file
+from ..registry import KEPT, sha256_file
 from ..safe_write import write_atomically, write_text
 from . import EvaluationError
 from .files import audio_files, domain_folders
