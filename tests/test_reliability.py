@@ -43,7 +43,7 @@ def tiny(registry: Path) -> list[str]:
 
 
 def train(dataset: Path, out: Path, *extra: object):
-    return run("train", dataset, "--out", out, *TINY, "--steps", 2, "--checkpoint-every", 2, *extra)
+    return run("train", dataset, "--output", out, *TINY, "--steps", 2, "--checkpoint-every", 2, *extra)
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -202,7 +202,7 @@ def test_manifest_names_cannot_reach_outside_the_model(case: str, tmp_path: Path
     (tmp_path / "in").mkdir()
     source = write_wav(tmp_path / "in" / "a.wav", tone(SECONDS))
     before = tree(tmp_path)
-    result = run("blend", source, source, "-d", "x", "-m", "m", "--models", models, "-q")
+    result = run("blend", source, source, "--to", "x", "-m", "m", "--models", models, "-q")
     assert_one_line_error(result, "broken model:", "manifest.json", *needles)
     assert tree(tmp_path) == before
 
@@ -411,10 +411,10 @@ def test_models_skips_a_broken_folder_with_a_warning(tmp_path: Path) -> None:
 
 def test_resume_after_a_crash_that_cut_the_last_log_line(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    assert run("train", dataset, "--out", out, *TINY, "--steps", 4, "--checkpoint-every", 2).exit_code == 0
+    assert run("train", dataset, "--output", out, *TINY, "--steps", 4, "--checkpoint-every", 2).exit_code == 0
     log = tmp_path / "m.train" / "log.jsonl"
     log.write_text(log.read_text() + '{"step": 5, "reconstr')
-    result = run("train", dataset, "--out", out, *TINY, "--steps", 6, "--checkpoint-every", 2, "--resume")
+    result = run("train", dataset, "--output", out, *TINY, "--steps", 6, "--checkpoint-every", 2, "--resume")
     assert result.exit_code == 0, result.output
     assert all(json.loads(line)["step"] <= 6 for line in log.read_text().splitlines())
 
@@ -442,8 +442,8 @@ def test_numeric_options_must_be_finite_and_in_range(
     source = write_wav(tmp_path / "a.wav", tone(SECONDS))
     args = {
         "translate": ("translate", source, "--to", "piano", *tiny(registry)),
-        "blend": ("blend", source, source, "-d", "piano", *tiny(registry)),
-        "train": ("train", dataset, "--out", tmp_path / "m", *TINY, "--steps", 2),
+        "blend": ("blend", source, source, "--to", "piano", *tiny(registry)),
+        "train": ("train", dataset, "--output", tmp_path / "m", *TINY, "--steps", 2),
         "report": ("evaluate", "report", *tiny(registry), "--data", dataset, "-o", tmp_path / "r"),
     }[command]
     assert_one_line_error(run(*args, option, value), f"{option} {value}", code=2)
@@ -508,9 +508,10 @@ def test_a_constant_translation_is_never_a_success(
 ) -> None:
     import musictranslate.jobs
 
-    monkeypatch.setattr(
-        musictranslate.jobs, "decode", lambda model, latent, domain, length, *a: np.zeros(length)
-    )
+    def silence(latent, domain, *, length: int, **options) -> np.ndarray:
+        return np.zeros(length, dtype=np.float32)
+
+    monkeypatch.setattr(musictranslate.jobs, "decode", silence)
     source = write_wav(tmp_path / "in.wav", tone(SECONDS))
     assert_one_line_error(
         run("translate", source, "--to", "piano", *tiny(registry)), "in_piano.wav", "silent"
