@@ -19,7 +19,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""SIGHUP does not exist on Windows."""
 INTERRUPTED = 128 + signal.SIGINT  # 130: Ctrl-C
 _PR_SET_PDEATHSIG = 1
 
