@@ -19,7 +19,7 @@ _EXPORTS = {
     "list_models": "registry",
     "load_audio": "audio",
     "save_audio": "audio",
-    "GenerationOptions": "generate",
+    "GenerationOptions": "speed",
     "ModelConfig": "config",
     "MusicTranslateError": "errors",
 }
@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     from .audio import load_audio, save_audio
     from .config import ModelConfig
     from .errors import MusicTranslateError
-    from .generate import GenerationOptions
     from .input_fit import fit_input
     from .registry import list_models, load_model
+    from .speed import GenerationOptions
     from .translation import blend, decode, encode, translate
 
 
