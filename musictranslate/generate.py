@@ -247,7 +247,7 @@ class FastDecoder:
         self,
         latent: torch.Tensor,
         length: int,
-        sampler: Callable[[torch.Tensor], torch.Tensor],
+        sampler: Sampler,
         phase: int = 0,
         dtype: torch.dtype | None = None,
         on_frame: Callable[[int], None] | None = None,
@@ -262,34 +262,63 @@ class FastDecoder:
         a frame). ``engine="fused"`` runs each frame's steps in one compiled call (float32,
         whatever ``dtype`` says); its ``sampler`` must be a ``Sampler``.
         """
-        batch, pool = latent.shape[0], self.cfg.pool
-        fused = self.fused() if engine == "fused" else None
-        state = fused.new_state(batch) if fused is not None else self.new_state(batch, dtype)
+        pool = self.cfg.pool
+        stepper = FrameStepper(self, latent.shape[0], sampler, dtype, engine)
         latent = latent.to(device=self.device)
-        previous = torch.full((batch,), START_CLASS, dtype=torch.long, device=self.device)
-        out = torch.empty(length, batch, dtype=torch.uint8, device=self.device)
+        out = torch.empty(latent.shape[0], length, dtype=torch.uint8, device=self.device)
         t = 0
         while t < length:
             frame = (t + phase) // pool
             count = min(length, (frame + 1) * pool - phase) - t  # the steps left in this frame
             if on_frame is not None:
                 on_frame(t)
-            if fused is not None:
-                if stop is not None and stop.is_set():
-                    raise GenerationCancelled
-                fused.project_condition(state, latent[:, :, frame])
-                uniforms = sampler.draw(count, batch)  # type: ignore[attr-defined]
-                classes = fused.run(state, count, uniforms, sampler.temperature)  # type: ignore[attr-defined]
-                out[t : t + count] = torch.from_numpy(classes.T)
-            else:
-                self.project_condition(state, latent[:, :, frame])
-                for step in range(t, t + count):
-                    if stop is not None and step % CANCEL_CHECK == 0 and stop.is_set():
-                        raise GenerationCancelled
-                    previous = sampler(self.step(state, step, previous))
-                    out[step] = previous
+            out[:, t : t + count] = stepper.run(latent[:, :, frame], count, stop)
             t += count
-        return out.t()
+        return out
+
+
+class FrameStepper:
+    """The decoder state of ``batch`` streams, stepped a latent frame at a time on either step.
+
+    What ``FastDecoder.sample`` runs per frame, and what a live stream keeps between calls: the
+    rings, the last sample of each row, the step count and the sampler's position.
+    """
+
+    def __init__(
+        self,
+        fast: FastDecoder,
+        batch: int,
+        sampler: Sampler,
+        dtype: torch.dtype | None = None,
+        engine: str = "torch",
+    ) -> None:
+        self.fast, self.sampler, self.batch, self.t = fast, sampler, batch, 0
+        self.fused = fast.fused() if engine == "fused" else None
+        self.state = self.fused.new_state(batch) if self.fused is not None else fast.new_state(batch, dtype)
+        self.previous = torch.full((batch,), START_CLASS, dtype=torch.long, device=fast.device)
+
+    @torch.inference_mode()
+    def run(self, frame: torch.Tensor, count: int, stop: threading.Event | None = None) -> torch.Tensor:
+        """``count`` samples ``(batch, count)`` uint8 conditioned on one latent frame
+        ``(batch, latent_dim)``; ``stop`` set raises ``GenerationCancelled``."""
+        fast, sampler, t = self.fast, self.sampler, self.t
+        if self.fused is not None:
+            if stop is not None and stop.is_set():
+                raise GenerationCancelled
+            self.fused.project_condition(self.state, frame)
+            uniforms = sampler.draw(count, self.batch)
+            classes = torch.from_numpy(self.fused.run(self.state, count, uniforms, sampler.temperature))
+        else:
+            fast.project_condition(self.state, frame)
+            classes = torch.empty(count, self.batch, dtype=torch.uint8, device=fast.device)
+            for step in range(count):
+                if stop is not None and (t + step) % CANCEL_CHECK == 0 and stop.is_set():
+                    raise GenerationCancelled
+                self.previous = sampler(fast.step(self.state, t + step, self.previous))
+                classes[step] = self.previous
+            classes = classes.t()
+        self.t += count
+        return classes
 
 
 class Sampler:
