@@ -17,6 +17,9 @@ costs one small matmul per layer. What makes the step fast on a CPU (measured, s
   sigmoid is several times faster than its tanh) and one ``addcmul``; the factor 2 and the sign
   are folded into the weights.
 
+At the small batches of short files and live use, the same step runs as one compiled call per
+latent frame instead (``fused.py``, the plan's ``engine``); ``FrameStepper`` drives either.
+
 Long input is cut into segments generated side by side as one batch per worker (a forked process
 on Linux, see ``workers.py``; ``speed.plan_generation`` picks how many, in which dtype). Each segment first
 generates a warm-up (a receptive field) from the latent of the audio before it, then a crossfade
