@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 import soundfile as sf
 import soxr
+import torch
 
 from .audio import load_audio, save_audio
 from .config import SAMPLE_RATE
@@ -42,6 +43,9 @@ DEFAULT_BUFFER_MS = 80.0
 """Output buffer beyond the algorithmic latency: time to generate one frame, with margin."""
 DEVICE_TIMEOUT_SECONDS = 2.0
 """An input device that delivers nothing for this long has stopped (unplugged, taken)."""
+ENCODED_AHEAD = 64
+"""Encoded blocks the encoder thread may hold ahead of the decoder (a file is read faster than
+real time; this bounds the memory)."""
 WAV_STREAM_SIZE = 0xFFFFFFFF
 """RIFF and data sizes of a WAV written to a pipe, whose length is unknown until it ends."""
 
@@ -72,8 +76,8 @@ class LiveReport:
 
     seconds: float  # audio translated
     wall_seconds: float
-    realtime_factor: float  # audio seconds per second of compute (above 1: keeps up)
-    cpu_realtime_factor: float  # the same per second of this thread's CPU time (a shared CPU)
+    realtime_factor: float  # audio seconds per wall second of the run (above 1: keeps up)
+    cpu_realtime_factor: float  # per CPU second of the busiest thread: what a free core gives
     algorithmic_latency_ms: float  # frame + encoder look-ahead + one encoder block
     buffer_ms: float
     latency_p50_ms: float
@@ -106,6 +110,16 @@ def describe_latency(stream: TranslationStream, buffer_ms: float) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Encoded:
+    """The latent frames one input block completed, and what encoding it cost."""
+
+    received: int  # input samples handed to the stream so far
+    frames: list[torch.Tensor]
+    seconds: float
+    cpu: float
+
+
 class _Meter:
     """Per block: when it was ready against when its first input sample arrived."""
 
@@ -113,41 +127,38 @@ class _Meter:
         self.paced, self.started = paced, time.perf_counter()
         self.deadline = stream.latency_samples / SAMPLE_RATE + buffer_ms / 1000
         self.latencies: list[float] = []
-        self.ready = 0.0  # when the last call ended, on the input's clock
-        self.compute = self.cpu = 0.0
+        self.ready = 0.0  # when the last block was ready, on the input's clock
+        self.encoder_cpu = self.decoder_cpu = 0.0
         self.underruns = 0
 
-    def record(self, received: int, first: int, count: int, seconds: float, cpu: float) -> None:
-        """A call that was handed input up to sample ``received`` and took ``seconds`` (``cpu``
-        of them on this thread) returned ``count`` samples from output sample ``first`` on."""
-        self.compute += seconds
-        self.cpu += cpu
+    def record(self, encoded: _Encoded, first: int, count: int, seconds: float, cpu: float) -> None:
+        """``encoded``'s frames took ``seconds`` (``cpu`` of them on this thread) to decode into
+        ``count`` samples from output sample ``first`` on."""
+        self.encoder_cpu += encoded.cpu
+        self.decoder_cpu += cpu
         if self.paced:  # a device: the clock is the wall clock
             self.ready = time.perf_counter() - self.started
         else:  # a file or pipe, timed as if its samples arrived in real time
-            self.ready = max(received / SAMPLE_RATE, self.ready) + seconds
+            arrived = encoded.received / SAMPLE_RATE + encoded.seconds
+            self.ready = max(arrived, self.ready) + seconds
         if count:
             latency = self.ready - first / SAMPLE_RATE
             self.latencies.append(latency)
             if not self.paced and latency > self.deadline:
                 self.underruns += 1
 
-    def timed(self, stream: TranslationStream, call: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
-        """``call(*args)`` on ``stream``, recorded."""
-        first, started, cpu = stream.emitted, time.perf_counter(), time.thread_time()
-        out = call(*args)
-        self.record(stream.received, first, len(out), time.perf_counter() - started, time.thread_time() - cpu)
-        return out
-
-    def report(self, stream: TranslationStream, buffer_ms: float, device_underruns: int) -> LiveReport:
+    def report(
+        self, stream: TranslationStream, buffer_ms: float, threaded: bool, device_underruns: int
+    ) -> LiveReport:
         seconds = stream.received / SAMPLE_RATE
         wall = time.perf_counter() - self.started
         ms = np.array(self.latencies or [math.nan]) * 1000
+        cpu = max(self.encoder_cpu, self.decoder_cpu) if threaded else self.encoder_cpu + self.decoder_cpu
         return LiveReport(
             seconds=seconds,
             wall_seconds=wall,
-            realtime_factor=seconds / self.compute if self.compute else math.inf,
-            cpu_realtime_factor=seconds / self.cpu if self.cpu else math.inf,
+            realtime_factor=seconds / wall,
+            cpu_realtime_factor=seconds / cpu if cpu else math.inf,
             algorithmic_latency_ms=stream.latency_samples * 1000 / SAMPLE_RATE,
             buffer_ms=buffer_ms,
             latency_p50_ms=float(np.percentile(ms, 50)),
@@ -159,29 +170,72 @@ class _Meter:
         )
 
 
+def _encoded(
+    stream: TranslationStream, source: Source, stop: threading.Event, threaded: bool
+) -> Iterator[_Encoded]:
+    """The source's blocks encoded, in order, then the end of the stream. ``threaded``: the
+    encoder runs in its own thread (the second core), up to ``ENCODED_AHEAD`` blocks ahead of
+    the decoder; the output is the same either way."""
+
+    def encode(chunk: np.ndarray | None) -> _Encoded:
+        started, cpu = time.perf_counter(), time.thread_time()
+        frames = stream.encode(chunk) if chunk is not None else stream.encode_end()
+        return _Encoded(stream.received, frames, time.perf_counter() - started, time.thread_time() - cpu)
+
+    def blocks() -> Iterator[np.ndarray | None]:
+        while not stop.is_set() and (chunk := source.read()) is not None:
+            yield chunk
+        yield None
+
+    if not threaded:
+        yield from map(encode, blocks())
+        return
+    results: queue.Queue[_Encoded | BaseException | None] = queue.Queue(maxsize=ENCODED_AHEAD)
+
+    def work() -> None:
+        try:
+            for chunk in blocks():
+                results.put(encode(chunk))
+            results.put(None)
+        except BaseException as exc:  # handed to the decoding thread, which raises it
+            results.put(exc)
+
+    threading.Thread(target=work, name="musictranslate-encoder", daemon=True).start()
+    while (item := results.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 def run_live(
     stream: TranslationStream,
     source: Source,
     sink: Sink,
     buffer_ms: float = DEFAULT_BUFFER_MS,
     on_start: Callable[[], None] | None = None,
+    threaded: bool = True,
 ) -> LiveReport:
     """Translate ``source`` into ``sink`` until the source ends; the sink is committed only
-    then (an error or Ctrl-C leaves no output file behind). Both are closed in any case."""
+    then (an error or Ctrl-C leaves no output file behind). Both are closed in any case.
+    ``threaded``: encode in a second thread while this one decodes."""
     paced = isinstance(source, DeviceInput)
     meter = _Meter(stream, buffer_ms, paced)
+    stop = threading.Event()
     try:
         if on_start is not None:
             on_start()
-        while (chunk := source.read()) is not None:
-            sink.write(meter.timed(stream, stream.process, chunk))
-        sink.write(meter.timed(stream, stream.flush))
+        for encoded in _encoded(stream, source, stop, threaded):
+            first, started, cpu = stream.emitted, time.perf_counter(), time.thread_time()
+            out = stream.decode(encoded.frames)
+            meter.record(encoded, first, len(out), time.perf_counter() - started, time.thread_time() - cpu)
+            sink.write(out)
         sink.commit()
     finally:
+        stop.set()
         source.close()
         sink.close()
     device_underruns = sink.underruns if isinstance(sink, DeviceOutput) else 0
-    return meter.report(stream, buffer_ms, device_underruns)
+    return meter.report(stream, buffer_ms, threaded, device_underruns)
 
 
 # --- files and pipes -------------------------------------------------------------------------

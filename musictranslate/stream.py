@@ -129,38 +129,54 @@ class TranslationStream:
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Feed mono float samples; return the translated samples that are now ready."""
+        return self.decode(self.encode(chunk))
+
+    def flush(self) -> np.ndarray:
+        """Finish the stream with silence: the rest of the output, up to the input's length."""
+        return self.decode(self.encode_end())
+
+    def encode(self, chunk: np.ndarray) -> list[torch.Tensor]:
+        """The first half of ``process``: the latent frames ``(1, latent_dim)`` that ``chunk``
+        completes. ``decode`` may run in another thread, one call behind (``live.py`` does)."""
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         self.received += len(chunk)
         self.pending = np.concatenate([self.pending, chunk])
         whole = len(self.pending) // self.block * self.block
         blocks, self.pending = self.pending[:whole], self.pending[whole:]
-        out = [self._block(blocks[i : i + self.block]) for i in range(0, whole, self.block)]
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        return [
+            frame for i in range(0, whole, self.block) for frame in self._frames(blocks[i : i + self.block])
+        ]
 
-    def flush(self) -> np.ndarray:
-        """Finish the stream with silence: the rest of the output, up to the input's length."""
-        received, emitted = self.received, self.emitted
+    def encode_end(self) -> list[torch.Tensor]:
+        """``encode`` of the silence that completes the last frame (the end of the input)."""
+        received = self.received
         frames = -(-received // self.pool)
         consumed = self.encoder.position + len(self.pending)
         target = -(-(frames * self.pool + self.encoder.lookahead) // self.block) * self.block
-        tail = self.process(np.zeros(max(0, target - consumed), dtype=np.float32))
+        latents = self.encode(np.zeros(max(0, target - consumed), dtype=np.float32))
         self.received = received
-        return tail[: max(0, received - emitted)]
+        return latents
 
-    def _block(self, samples: np.ndarray) -> np.ndarray:
+    def decode(self, frames: list[torch.Tensor]) -> np.ndarray:
+        """The second half of ``process``: the audio of ``frames``, never past the input's end."""
+        out = [mu_law_decode(self.decoder.run(frame, self.pool)[0].numpy()) for frame in frames]
+        audio = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        audio = audio[: max(0, self.received - self.emitted)]
+        self.emitted += len(audio)
+        return audio
+
+    def _frames(self, samples: np.ndarray) -> list[torch.Tensor]:
+        """One encoder block: the latent frames it completes."""
         classes = mu_law_encode(samples * self.gain)
         position, features = self.encoder.step(torch.from_numpy(companded(classes)))
         if position < 0:
             features = features[min(-position, len(features)) :]
-        out = []
+        frames = []
         while len(features):
             take = min(self.pool - len(self.features), len(features))
             self.features = torch.cat([self.features, features[:take]])
             features = features[take:]
             if len(self.features) == self.pool:
-                frame = self.features.mean(0, keepdim=True)
+                frames.append(self.features.mean(0, keepdim=True))
                 self.features = self.features[:0]
-                out.append(mu_law_decode(self.decoder.run(frame, self.pool)[0].numpy()))
-        audio = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-        self.emitted += len(audio)
-        return audio
+        return frames

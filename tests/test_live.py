@@ -123,20 +123,48 @@ def test_bad_inputs_are_one_line_errors(registry: Path, tune: Path, tmp_path: Pa
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "y.wav").exists()
 
 
-def test_run_live_counts_underruns_when_translation_is_slower_than_the_input(registry: Path) -> None:
+@pytest.mark.parametrize("threaded", [True, False])
+def test_run_live_counts_underruns_when_translation_is_slower_than_the_input(
+    registry: Path, threaded: bool
+) -> None:
     stream = TranslationStream(load_model(registry / "tiny"), "piano")
-    real_process = stream.process
+    real_encode = stream.encode
 
-    def slow(chunk: np.ndarray) -> np.ndarray:
+    def slow(chunk: np.ndarray) -> list:
         time.sleep(2 * len(chunk) / SAMPLE_RATE)  # half real time
-        return real_process(chunk)
+        return real_encode(chunk)
 
-    stream.process = slow  # type: ignore[method-assign]
+    stream.encode = slow  # type: ignore[method-assign]
     source = WavPipeSource(io.BytesIO(wav_bytes(tone(0.5, 330.0))))
     sink = WavPipeSink(io.BytesIO())
-    report = run_live(stream, source, sink, buffer_ms=10)
+    report = run_live(stream, source, sink, buffer_ms=10, threaded=threaded)
     assert report.underruns > 0 and report.realtime_factor < 1
     assert report.latency_max_ms > report.algorithmic_latency_ms
+
+
+def test_the_encoder_thread_changes_nothing_in_the_output(registry: Path) -> None:
+    model = load_model(registry / "tiny")
+    outputs = []
+    for threaded in (True, False):
+        buffer = io.BytesIO()
+        source = WavPipeSource(io.BytesIO(wav_bytes(tone(0.7, 330.0))))
+        stream = TranslationStream(model, "piano", temperature=1.0, seed=2)
+        report = run_live(stream, source, WavPipeSink(buffer), threaded=threaded)
+        assert report.seconds == pytest.approx(0.7, abs=1e-3)
+        outputs.append(buffer.getvalue())
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 44 + 2 * int(0.7 * SAMPLE_RATE)
+
+
+def test_an_error_in_the_encoder_thread_reaches_the_caller(registry: Path) -> None:
+    stream = TranslationStream(load_model(registry / "tiny"), "piano")
+
+    def broken(chunk: np.ndarray) -> list:
+        raise RuntimeError("encoder exploded")
+
+    stream.encode = broken  # type: ignore[method-assign]
+    source = WavPipeSource(io.BytesIO(wav_bytes(tone(0.2, 330.0))))
+    with pytest.raises(RuntimeError, match="encoder exploded"):
+        run_live(stream, source, WavPipeSink(io.BytesIO()))
 
 
 def test_file_sink_refuses_what_it_could_not_write_before_running(tmp_path: Path) -> None:
