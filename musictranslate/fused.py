@@ -25,7 +25,11 @@ disk (``cache=True``): only the first use after installing compiles.
 
 from __future__ import annotations
 
+import importlib.util
+import threading
 from collections.abc import Callable, Sequence
+from functools import cache
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,11 +40,6 @@ from .model import START_CLASS
 
 if TYPE_CHECKING:
     from .generate import FoldedWeights
-
-try:  # numba comes with librosa; without it the torch step is used
-    import numba
-except ImportError:  # pragma: no cover - librosa depends on numba
-    numba = None
 
 TANH_CLAMP = np.float32(7.90531110763549805)
 """Beyond this the rational approximation below is 1 in float32."""
@@ -64,12 +63,8 @@ Q0, Q1, Q2, Q3 = (
 
 
 def available() -> bool:
-    """True where the fused step can run (numba importable)."""
-    return numba is not None
-
-
-def _jit(function: Callable) -> Callable:
-    return numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")(function)
+    """True where the fused step can run (numba importable; it comes with librosa)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def _sigmoid_inplace(a: np.ndarray) -> None:
@@ -200,11 +195,24 @@ def _steps(
             previous[b] = chosen
 
 
-if numba is not None:
-    _sigmoid_inplace = _jit(_sigmoid_inplace)
-    _accumulate = _jit(_accumulate)
-    _pick = _jit(_pick)
-    _steps = _jit(_steps)
+_compile_lock = threading.Lock()
+
+
+@cache
+def compiled() -> SimpleNamespace:
+    """The kernels compiled by numba, or loaded from its on-disk cache (``cache=True``): done on
+    first use, so importing this module costs nothing. The kernels call each other through this
+    module's globals, so those are replaced by their compiled versions."""
+    global _sigmoid_inplace, _accumulate, _pick, _steps
+    import numba
+
+    def jit(function: Callable) -> Callable:
+        return numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")(function)
+
+    with _compile_lock:
+        _sigmoid_inplace, _accumulate, _pick = jit(_sigmoid_inplace), jit(_accumulate), jit(_pick)
+        _steps = jit(_steps)
+    return SimpleNamespace(steps=_steps, pick=_pick)
 
 
 class FusedState:
@@ -235,8 +243,6 @@ class FusedDecoder:
     """
 
     def __init__(self, weights: FoldedWeights, dilations: Sequence[int], cfg: ModelConfig) -> None:
-        if numba is None:  # pragma: no cover
-            raise RuntimeError("the fused decoder step needs numba (it comes with librosa)")
         self.cfg = cfg
 
         def a(t: torch.Tensor) -> np.ndarray:
@@ -283,7 +289,7 @@ class FusedDecoder:
         out = np.empty((batch, count), dtype=np.uint8)
         if uniforms is None:
             uniforms = np.zeros((count, batch), dtype=np.float32)
-        _steps(
+        compiled().steps(
             state.t,
             count,
             state.condition,

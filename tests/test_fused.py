@@ -11,7 +11,7 @@ import torch
 
 from musictranslate import load_model
 from musictranslate.config import SAMPLE_RATE, preset
-from musictranslate.fused import _pick
+from musictranslate.fused import compiled
 from musictranslate.generate import FastDecoder, GenerationCancelled, GenerationOptions, Sampler, generate
 from musictranslate.model import Decoder
 from musictranslate.speed import plan_generation
@@ -49,7 +49,7 @@ def test_fused_pick_draws_what_the_sampler_draws() -> None:
         uniforms = fused_sampler.draw(len(logits), 1)
         scratch = np.empty(256, dtype=np.float32)
         picked = [
-            _pick(
+            compiled().pick(
                 row.numpy(),
                 np.float32(0 if uniforms is None else uniforms[i, 0]),
                 np.float32(temperature),
