@@ -16,7 +16,7 @@ _EXPORTS = {
     "decode": "translation",
     "fit_input": "input_fit",
     "load_model": "registry",
-    "list_models": "registry",
+    "list_models": "catalog",
     "load_audio": "audio",
     "save_audio": "audio",
     "GenerationOptions": "speed",
@@ -42,10 +42,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .audio import load_audio, save_audio
+    from .catalog import list_models
     from .config import ModelConfig
     from .errors import MusicTranslateError
     from .input_fit import fit_input
-    from .registry import list_models, load_model
+    from .registry import load_model
     from .speed import GenerationOptions
     from .translation import blend, decode, encode, translate
 

@@ -33,7 +33,8 @@ from .config import DEFAULT_TEMPERATURE
 from .fast_encoder import FastEncoder
 from .generate import FastDecoder, FrameStepper, Sampler
 from .registry import Model, load_model
-from .speed import native_bf16, resolve_dtype
+from .runtime import native_bf16
+from .speed import resolve_dtype
 
 ENCODER_BLOCK = 400
 """Samples every encoder layer advances per step (25 ms): the granularity of the latency, and
