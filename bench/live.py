@@ -82,7 +82,7 @@ def live_run(model, domain: str, seconds: float) -> dict:
         path = Path(tmp) / "tune.wav"
         sf.write(path, melody(seconds), SAMPLE_RATE)
         source = FileSource(path)
-    stream = TranslationStream(model, domain, seed=0)
+    stream = TranslationStream(domain, model=model, seed=0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -20,6 +20,7 @@ _EXPORTS = {
     "load_audio": "audio",
     "save_audio": "audio",
     "GenerationOptions": "speed",
+    "TranslationStream": "stream",
     "ModelConfig": "config",
     "MusicTranslateError": "errors",
 }
@@ -36,6 +37,7 @@ __all__ = [
     "load_audio",
     "save_audio",
     "GenerationOptions",
+    "TranslationStream",
     "ModelConfig",
     "MusicTranslateError",
 ]
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from .input_fit import fit_input
     from .registry import load_model
     from .speed import GenerationOptions
+    from .stream import TranslationStream
     from .translation import blend, decode, encode, translate
 
 

@@ -23,12 +23,15 @@ with silence rather than with the convolution's zero padding.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import fused
 from .audio import companded, mu_law_decode, mu_law_encode
+from .catalog import DEFAULT_MODEL
 from .config import DEFAULT_TEMPERATURE
 from .fast_encoder import FastEncoder
 from .generate import FastDecoder, FrameStepper, Sampler
@@ -91,7 +94,8 @@ class StreamingEncoder:
 
 
 class TranslationStream:
-    """Translate a live input into ``domain``: ``process(chunk)`` returns what is ready.
+    """Translate a live input into ``domain``: ``process(chunk)`` returns what is ready. The
+    arguments follow ``translate(audio, domain, model=...)``, without the audio.
 
     ``temperature`` and ``seed`` as in ``GenerationOptions``; the decoder uses the fused step
     where numba is available. The output is mono float32 at the model's rate, ``latency_samples``
@@ -100,15 +104,16 @@ class TranslationStream:
 
     def __init__(
         self,
-        model: Model | str | None,
         domain: str,
+        *,
+        model: Model | str | os.PathLike = DEFAULT_MODEL,
         temperature: float = DEFAULT_TEMPERATURE,
         seed: int = 0,
         gain_db: float = 0.0,
         block: int = ENCODER_BLOCK,
         encoder_dtype: torch.dtype | str | None = None,
     ) -> None:
-        self.model = model if isinstance(model, Model) else load_model(model or "default")
+        self.model = model if isinstance(model, Model) else load_model(model)
         self.model.check_domain(domain)
         cfg = self.model.config
         self.pool, self.block, self.gain = cfg.pool, block, float(10 ** (gain_db / 20))

@@ -127,7 +127,7 @@ def test_bad_inputs_are_one_line_errors(registry: Path, tune: Path, tmp_path: Pa
 def test_run_live_counts_underruns_when_translation_is_slower_than_the_input(
     registry: Path, threaded: bool
 ) -> None:
-    stream = TranslationStream(load_model(registry / "tiny"), "piano")
+    stream = TranslationStream("piano", model=load_model(registry / "tiny"))
     real_encode = stream.encode
 
     def slow(chunk: np.ndarray) -> list:
@@ -148,7 +148,7 @@ def test_the_encoder_thread_changes_nothing_in_the_output(registry: Path) -> Non
     for threaded in (True, False):
         buffer = io.BytesIO()
         source = WavPipeSource(io.BytesIO(wav_bytes(tone(0.7, 330.0))))
-        stream = TranslationStream(model, "piano", temperature=1.0, seed=2)
+        stream = TranslationStream("piano", model=model, temperature=1.0, seed=2)
         report = run_live(stream, source, WavPipeSink(buffer), threaded=threaded)
         assert report.seconds == pytest.approx(0.7, abs=1e-3)
         outputs.append(buffer.getvalue())
@@ -156,7 +156,7 @@ def test_the_encoder_thread_changes_nothing_in_the_output(registry: Path) -> Non
 
 
 def test_an_error_in_the_encoder_thread_reaches_the_caller(registry: Path) -> None:
-    stream = TranslationStream(load_model(registry / "tiny"), "piano")
+    stream = TranslationStream("piano", model=load_model(registry / "tiny"))
 
     def broken(chunk: np.ndarray) -> list:
         raise RuntimeError("encoder exploded")

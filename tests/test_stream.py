@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from musictranslate import load_model
+from musictranslate import TranslationStream, load_model
 from musictranslate.audio import companded, mu_law_encode
 from musictranslate.fast_encoder import FastEncoder
-from musictranslate.stream import StreamingEncoder, TranslationStream
+from musictranslate.stream import StreamingEncoder
 
 from .conftest import tone
 
 
 def _translate_in_chunks(model, audio: np.ndarray, chunk: int, seed: int = 4) -> np.ndarray:
-    stream = TranslationStream(model, "piano", temperature=1.0, seed=seed, block=40)
+    stream = TranslationStream("piano", model=model, temperature=1.0, seed=seed, block=40)
     pieces = [stream.process(audio[i : i + chunk]) for i in range(0, len(audio), chunk)]
     return np.concatenate([*pieces, stream.flush()])
 
@@ -50,7 +50,7 @@ def test_streaming_encoder_gives_the_offline_features(registry: Path) -> None:
 
 def test_latency_is_a_frame_the_lookahead_and_a_block(registry: Path) -> None:
     model = load_model(registry / "tiny")
-    stream = TranslationStream(model, "piano", block=40)
+    stream = TranslationStream("piano", model=model, block=40)
     cfg = model.config
     assert stream.latency_samples == cfg.pool + cfg.encoder_context + 40 - 1
     first = stream.process(np.zeros(cfg.pool + cfg.encoder_context - 1, dtype=np.float32))
@@ -60,4 +60,4 @@ def test_latency_is_a_frame_the_lookahead_and_a_block(registry: Path) -> None:
 
 def test_unknown_domain_is_refused(registry: Path) -> None:
     with pytest.raises(Exception, match="organ"):
-        TranslationStream(load_model(registry / "tiny"), "organ")
+        TranslationStream("organ", model=load_model(registry / "tiny"))

@@ -54,7 +54,7 @@ def live(
 
         torch.set_num_threads(1)  # the stream steps one frame at a time: threads only add waiting
         loaded = load_model(model, models)
-        stream = TranslationStream(loaded, to, temperature=temperature, seed=seed, gain_db=gain)
+        stream = TranslationStream(to, model=loaded, temperature=temperature, seed=seed, gain_db=gain)
         comment = (
             f"musictranslate live: model {loaded.name}, domain {to}, seed {seed}, temperature {temperature}"
         )
