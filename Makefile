@@ -15,13 +15,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: system-deps $(VENV)/.installed
 
-# ffmpeg decodes m4a/aac; fluidsynth + a GM soundfont render the training data. Installed when root.
+# ffmpeg decodes m4a/aac; fluidsynth + a GM soundfont render the training data; libportaudio2 is
+# PortAudio, which `musictranslate live` uses for audio devices. Installed when root.
 system-deps:
-	@if ! command -v ffmpeg >/dev/null || ! command -v fluidsynth >/dev/null || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then \
+	@if ! command -v ffmpeg >/dev/null || ! command -v fluidsynth >/dev/null || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] \
+		|| ! /sbin/ldconfig -p | grep -q libportaudio.so.2; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg fluidsynth fluid-soundfont-gm >/dev/null) \
-			|| echo "warning: could not install ffmpeg/fluidsynth; m4a input and data rendering need them"; \
-		else echo "warning: install ffmpeg, fluidsynth and fluid-soundfont-gm for m4a input and `make data`"; fi; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg fluidsynth fluid-soundfont-gm libportaudio2 >/dev/null) \
+			|| echo "warning: could not install ffmpeg/fluidsynth/libportaudio2; m4a input, data rendering and live devices need them"; \
+		else echo "warning: install ffmpeg, fluidsynth, fluid-soundfont-gm and libportaudio2 for m4a input, `make data` and live devices"; fi; \
 	fi
 
 demo: install

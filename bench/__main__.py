@@ -3,6 +3,7 @@
 python -m bench                 # everything, a few minutes
 python -m bench --quick         # a smoke run of every benchmark, under a minute
 python -m bench --only generation limits --json out/gen.json
+python -m bench --only live translate   # issue 23: batch-1 step, live run, 8/60/240 s files
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import Stopwatch, generation, limits, machine, training, translate
+from . import Stopwatch, generation, limits, live, machine, training, translate
 
-NAMES = ("limits", "generation", "training", "translate", "cli_startup")
+NAMES = ("limits", "generation", "live", "training", "translate", "cli_startup")
 CLI_STARTUP = Path(__file__).with_name("cli_startup.py")
 
 
@@ -29,10 +30,12 @@ def main() -> None:
     clock = Stopwatch()
     report: dict = {"machine": machine(), "quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     print(f"machine: {report['machine']}")
-    if "limits" in args.only or "generation" in args.only:
+    if {"limits", "generation", "live"} & set(args.only):
         report["limits"] = limits.run(args.quick)
     if "generation" in args.only:
         report["generation"] = generation.run(args.quick, report["limits"])
+    if "live" in args.only:
+        report["live"] = live.run(args.quick, report["limits"])
     if "training" in args.only:
         report["training"] = training.run(args.quick)
     if "translate" in args.only:

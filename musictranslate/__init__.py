@@ -19,7 +19,8 @@ _EXPORTS = {
     "list_models": "catalog",
     "load_audio": "audio",
     "save_audio": "audio",
-    "GenerationOptions": "generate",
+    "GenerationOptions": "speed",
+    "TranslationStream": "stream",
     "ModelConfig": "config",
     "MusicTranslateError": "errors",
 }
@@ -36,6 +37,7 @@ __all__ = [
     "load_audio",
     "save_audio",
     "GenerationOptions",
+    "TranslationStream",
     "ModelConfig",
     "MusicTranslateError",
 ]
@@ -45,9 +47,10 @@ if TYPE_CHECKING:
     from .catalog import list_models
     from .config import ModelConfig
     from .errors import MusicTranslateError
-    from .generate import GenerationOptions
     from .input_fit import fit_input
     from .registry import load_model
+    from .speed import GenerationOptions
+    from .stream import TranslationStream
     from .translation import blend, decode, encode, translate
 
 

@@ -17,6 +17,9 @@ costs one small matmul per layer. What makes the step fast on a CPU (measured, s
   sigmoid is several times faster than its tanh) and one ``addcmul``; the factor 2 and the sign
   are folded into the weights.
 
+At the small batches of short files and live use, the same step runs as one compiled call per
+latent frame instead (``fused.py``, the plan's ``engine``); ``FrameStepper`` drives either.
+
 Long input is cut into segments generated side by side as one batch per worker (a forked process
 on Linux, see ``workers.py``; ``speed.plan_generation`` picks how many, in which dtype). Each segment first
 generates a warm-up (a receptive field) from the latent of the audio before it, then a crossfade
@@ -30,20 +33,20 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .config import DEFAULT_TEMPERATURE
+from .audio import mu_law_decode
+from .fused import FusedDecoder
 from .model import START_CLASS, Decoder
+from .speed import DTypeLike, GenerationOptions, plan_generation, resolve_dtype
 from .workers import run_workers, shared_counters
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` with generated sample counts."""
 
-DTypeLike = torch.dtype | str
 CANCEL_CHECK = 64
 """Steps between checks of the stop flag: a failed or interrupted run ends within a second."""
 
@@ -52,49 +55,9 @@ class GenerationCancelled(Exception):
     """Raised inside a worker when another worker failed or the caller was interrupted."""
 
 
-@dataclass(frozen=True)
-class GenerationOptions:
-    """How to turn a latent into audio. ``temperature=0`` means argmax (greedy).
-
-    ``None`` means "choose automatically" (``speed.plan_generation``): the batch size from the
-    file's length and the CPU, the dtype from the CPU (bfloat16 where it has native bf16 dot
-    products and the batch is large enough to gain), one worker (process or thread) per CPU
-    thread torch may use. The output depends on the seed, ``batch_size`` (the segmentation), ``warmup``,
-    ``crossfade`` and ``dtype``, never on ``workers``: fix ``batch_size`` and ``dtype`` to get
-    the same output on any machine.
-    """
-
-    temperature: float = DEFAULT_TEMPERATURE
-    seed: int = 0
-    batch_size: int | None = None  # segments generated side by side, over all workers
-    min_segment_frames: int = 10
-    warmup: int | None = None  # samples before each segment's crossfade; None: speed.default_warmup
-    crossfade: int = 400  # samples
-    dtype: DTypeLike | None = None  # torch.float32, torch.bfloat16, "float32", "bfloat16"
-    workers: int | None = None  # workers generating batches side by side, one core each
-    device: str = "cpu"
-
-
-def resolve_dtype(dtype: DTypeLike | None, default: torch.dtype = torch.float32) -> torch.dtype:
-    """``torch.bfloat16``, ``"bf16"``, ``"bfloat16"``, ``"fp32"`` ... -> a torch dtype."""
-    if dtype is None:
-        return default
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-    }
-    try:
-        return names[dtype.lower()]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; choose float32 or bfloat16") from None
-
-
-class _Weights:
-    """A decoder's weights, rearranged and folded for the cached step, in one dtype."""
+class FoldedWeights:
+    """A decoder's weights, rearranged and folded for the cached step, in one dtype (the torch
+    step and the fused step in ``fused.py`` both read these)."""
 
     def __init__(self, decoder: Decoder, dtype: torch.dtype, device: str) -> None:
         cfg = decoder.cfg
@@ -157,7 +120,7 @@ class DecoderState:
     """One batch's rings and scratch buffers: what a generation stream owns (one per worker)."""
 
     def __init__(
-        self, weights: _Weights, dilations: Sequence[int], batch: int, dtype: torch.dtype, device: str
+        self, weights: FoldedWeights, dilations: Sequence[int], batch: int, dtype: torch.dtype, device: str
     ):
         r = weights.embed.shape[1]
         n = len(dilations)
@@ -218,15 +181,24 @@ class FastDecoder:
         self.decoder, self.cfg, self.device = decoder, decoder.cfg, device
         self.dtype = resolve_dtype(dtype)
         self.dilations = list(decoder.dilations)
-        self._weights: dict[torch.dtype, _Weights] = {}
+        self._weights: dict[torch.dtype, FoldedWeights] = {}
+        self._fused: FusedDecoder | None = None
         self._lock = threading.Lock()
 
-    def weights(self, dtype: torch.dtype | None = None) -> _Weights:
+    def weights(self, dtype: torch.dtype | None = None) -> FoldedWeights:
         dtype = dtype or self.dtype
         with self._lock:
             if dtype not in self._weights:
-                self._weights[dtype] = _Weights(self.decoder, dtype, self.device)
+                self._weights[dtype] = FoldedWeights(self.decoder, dtype, self.device)
             return self._weights[dtype]
+
+    def fused(self) -> FusedDecoder:
+        """The float32 weights laid out for the fused step (built, and its code loaded, once)."""
+        weights = self.weights(torch.float32)
+        with self._lock:
+            if self._fused is None:
+                self._fused = FusedDecoder(weights, self.dilations, self.cfg)
+            return self._fused
 
     def new_state(self, batch: int, dtype: torch.dtype | None = None) -> DecoderState:
         """Rings for ``batch`` streams, holding what the causal conv's zero padding holds."""
@@ -278,34 +250,78 @@ class FastDecoder:
         self,
         latent: torch.Tensor,
         length: int,
-        sampler: Callable[[torch.Tensor], torch.Tensor],
+        sampler: Sampler,
         phase: int = 0,
         dtype: torch.dtype | None = None,
         on_frame: Callable[[int], None] | None = None,
         stop: threading.Event | None = None,
+        engine: str = "torch",
     ) -> torch.Tensor:
         """Generate ``length`` samples (classes ``(batch, length)``, uint8) from ``latent``.
 
         Sample 0 lies ``phase`` samples into frame 0 of ``latent (batch, latent_dim, frames)``.
         ``on_frame(t)`` is called at every frame start (progress); setting ``stop`` makes the
-        loop raise ``GenerationCancelled`` within ``CANCEL_CHECK`` steps.
+        loop raise ``GenerationCancelled`` within ``CANCEL_CHECK`` steps (the fused step: within
+        a frame). ``engine="fused"`` runs each frame's steps in one compiled call (float32,
+        whatever ``dtype`` says); its ``sampler`` must be a ``Sampler``.
         """
-        batch = latent.shape[0]
         pool = self.cfg.pool
-        state = self.new_state(batch, dtype)
+        stepper = FrameStepper(self, latent.shape[0], sampler, dtype, engine)
         latent = latent.to(device=self.device)
-        previous = torch.full((batch,), START_CLASS, dtype=torch.long, device=self.device)
-        out = torch.empty(length, batch, dtype=torch.uint8, device=self.device)
-        for t in range(length):
-            if t == 0 or (t + phase) % pool == 0:
-                self.project_condition(state, latent[:, :, (t + phase) // pool])
-                if on_frame is not None:
-                    on_frame(t)
-            if stop is not None and t % CANCEL_CHECK == 0 and stop.is_set():
+        out = torch.empty(latent.shape[0], length, dtype=torch.uint8, device=self.device)
+        t = 0
+        while t < length:
+            frame = (t + phase) // pool
+            count = min(length, (frame + 1) * pool - phase) - t  # the steps left in this frame
+            if on_frame is not None:
+                on_frame(t)
+            out[:, t : t + count] = stepper.run(latent[:, :, frame], count, stop)
+            t += count
+        return out
+
+
+class FrameStepper:
+    """The decoder state of ``batch`` streams, stepped a latent frame at a time on either step.
+
+    What ``FastDecoder.sample`` runs per frame, and what a live stream keeps between calls: the
+    rings, the last sample of each row, the step count and the sampler's position.
+    """
+
+    def __init__(
+        self,
+        fast: FastDecoder,
+        batch: int,
+        sampler: Sampler,
+        dtype: torch.dtype | None = None,
+        engine: str = "torch",
+    ) -> None:
+        self.fast, self.sampler, self.batch, self.t = fast, sampler, batch, 0
+        self.fused = fast.fused() if engine == "fused" else None
+        self.state = self.fused.new_state(batch) if self.fused is not None else fast.new_state(batch, dtype)
+        self.previous = torch.full((batch,), START_CLASS, dtype=torch.long, device=fast.device)
+
+    @torch.inference_mode()
+    def run(self, frame: torch.Tensor, count: int, stop: threading.Event | None = None) -> torch.Tensor:
+        """``count`` samples ``(batch, count)`` uint8 conditioned on one latent frame
+        ``(batch, latent_dim)``; ``stop`` set raises ``GenerationCancelled``."""
+        fast, sampler, t = self.fast, self.sampler, self.t
+        if self.fused is not None:
+            if stop is not None and stop.is_set():
                 raise GenerationCancelled
-            previous = sampler(self.step(state, t, previous))
-            out[t] = previous
-        return out.t()
+            self.fused.project_condition(self.state, frame)
+            uniforms = sampler.draw(count, self.batch)
+            classes = torch.from_numpy(self.fused.run(self.state, count, uniforms, sampler.temperature))
+        else:
+            fast.project_condition(self.state, frame)
+            classes = torch.empty(count, self.batch, dtype=torch.uint8, device=fast.device)
+            for step in range(count):
+                if stop is not None and (t + step) % CANCEL_CHECK == 0 and stop.is_set():
+                    raise GenerationCancelled
+                self.previous = sampler(fast.step(self.state, t + step, self.previous))
+                classes[step] = self.previous
+            classes = classes.t()
+        self.t += count
+        return classes
 
 
 class Sampler:
@@ -343,6 +359,21 @@ class Sampler:
         draws = [torch.rand(self.block, generator=g, device=self.device) for g in self.generators]
         self.uniforms = torch.stack(draws, dim=1)
         self.position = 0
+
+    def draw(self, steps: int, batch: int) -> np.ndarray | None:
+        """The uniforms the next ``steps`` calls would use, ``(steps, batch)`` float32, consumed
+        from the same streams (None at temperature 0): the fused step samples with them."""
+        if self.temperature <= 0:
+            return None
+        parts = []
+        while steps > 0:
+            if self.position == self.block:
+                self._refill(batch)
+            take = min(steps, self.block - self.position)
+            parts.append(self.uniforms[self.position : self.position + take])
+            self.position += take
+            steps -= take
+        return torch.cat(parts).numpy() if parts else np.zeros((0, batch), dtype=np.float32)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         if self.temperature <= 0:
@@ -386,9 +417,6 @@ def generate(
     the warm-up and fades in over the next ``crossfade`` samples while segment ``i - 1`` fades
     out. Memory holds the workers' decoder state and the output, whatever the file's length.
     """
-    from .audio import mu_law_decode
-    from .speed import plan_generation
-
     cfg = fast.cfg
     pool, frames = cfg.pool, latent.shape[1]
     plan = plan_generation(cfg, frames, options)
@@ -401,7 +429,10 @@ def generate(
     total = plan.segments * steps
     done = shared_counters(len(plan.batches))  # samples generated per batch, by its worker
     stop = threading.Event()
-    fast.weights(plan.dtype)  # converted once, before workers fork and share it
+    if plan.engine == "fused":  # converted (and compiled) once, before workers fork and share it
+        fast.fused()
+    else:
+        fast.weights(plan.dtype)
 
     def report() -> None:
         if progress is not None:
@@ -418,7 +449,7 @@ def generate(
             if plan.workers == 1:  # else the calling thread reports
                 report()
 
-        classes = fast.sample(batch_latent, steps, sampler, phase, plan.dtype, on_frame, stop)
+        classes = fast.sample(batch_latent, steps, sampler, phase, plan.dtype, on_frame, stop, plan.engine)
         done[job] = steps * len(ids)
         return classes[:, warmup:].cpu().numpy()
 

@@ -19,15 +19,61 @@ import math
 import os
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
 
 import torch
 
-from .config import ModelConfig
+from . import fused
+from .config import DEFAULT_TEMPERATURE, ModelConfig
 from .runtime import native_bf16
 
-if TYPE_CHECKING:
-    from .generate import GenerationOptions
+DTypeLike = torch.dtype | str
+ENGINES = ("fused", "torch")
+"""The fused step (one compiled call per latent frame, float32 on the CPU) and torch's."""
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How to turn a latent into audio. ``temperature=0`` means argmax (greedy).
+
+    ``None`` means "choose automatically" (``speed.plan_generation``): the batch size from the
+    file's length and the CPU, the dtype from the CPU (bfloat16 where it has native bf16 dot
+    products and the batch is large enough to gain), one worker (process or thread) per CPU
+    thread torch may use, and the step (``engine``): the fused one (``fused.py``) where the
+    batch per worker is small, torch's batched matmuls where it is large. The output depends on
+    the seed, ``batch_size`` (the segmentation), ``warmup``, ``crossfade``, ``dtype`` and
+    ``engine``, never on ``workers``: fix ``batch_size``, ``dtype`` and ``engine`` to get the
+    same output on any machine. (The two engines give the same logits to float32 rounding, so
+    their outputs differ only where a uniform draw falls within that rounding of a class edge.)
+    """
+
+    temperature: float = DEFAULT_TEMPERATURE
+    seed: int = 0
+    batch_size: int | None = None  # segments generated side by side, over all workers
+    min_segment_frames: int = 10
+    warmup: int | None = None  # samples before each segment's crossfade; None: speed.default_warmup
+    crossfade: int = 400  # samples
+    dtype: DTypeLike | None = None  # torch.float32, torch.bfloat16, "float32", "bfloat16"
+    workers: int | None = None  # workers generating batches side by side, one core each
+    device: str = "cpu"
+    engine: str | None = None  # "fused" (float32, CPU) or "torch"; None: the plan's choice
+
+
+def resolve_dtype(dtype: DTypeLike | None, default: torch.dtype = torch.float32) -> torch.dtype:
+    """``torch.bfloat16``, ``"bf16"``, ``"bfloat16"``, ``"fp32"`` ... -> a torch dtype."""
+    if dtype is None:
+        return default
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    try:
+        return names[dtype.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; choose float32 or bfloat16") from None
 
 
 @dataclass(frozen=True)
@@ -38,11 +84,14 @@ class StepCost:
     flop_rate: float  # FLOP/s reached by the step's matmuls and gates at large batch
 
 
-STEP_COSTS: dict[torch.dtype, StepCost] = {
-    torch.float32: StepCost(layer_overhead=8e-6, flop_rate=65e9),
-    torch.bfloat16: StepCost(layer_overhead=25e-6, flop_rate=110e9),
+STEP_COSTS: dict[tuple[str, torch.dtype], StepCost] = {
+    ("torch", torch.float32): StepCost(layer_overhead=8e-6, flop_rate=65e9),
+    ("torch", torch.bfloat16): StepCost(layer_overhead=25e-6, flop_rate=110e9),
+    ("fused", torch.float32): StepCost(layer_overhead=0.0, flop_rate=25e9),
 }
-"""Fitted on the 2-core EPYC above, one thread per worker (see ``bench/generation.py``)."""
+"""Fitted on the 2-core EPYC above, one thread per worker (see ``bench/generation.py``). The
+fused step has no per-layer overhead but reuses its weights across a batch only from cache, so
+torch's matmuls overtake it at a batch of a few streams per worker."""
 
 MAX_STATE_BYTES = 1024 * 2**20
 """Decoder state (rings) allowed for all segments at once: memory stays flat on long files."""
@@ -98,9 +147,9 @@ def state_bytes(cfg: ModelConfig, dtype: torch.dtype) -> int:
     return sum(d + 2 for d in dilations) * cfg.residual_channels * itemsize
 
 
-def step_seconds(cfg: ModelConfig, dtype: torch.dtype, batch: int) -> float:
+def step_seconds(cfg: ModelConfig, dtype: torch.dtype, batch: int, engine: str = "torch") -> float:
     """Modelled time of one step of ``batch`` streams on one core."""
-    cost = STEP_COSTS[dtype]
+    cost = STEP_COSTS[engine, dtype]
     layers = cfg.decoder_blocks * cfg.decoder_layers + 2  # + the skip matmul and the head
     return layers * cost.layer_overhead + batch * flops_per_sample(cfg) / cost.flop_rate
 
@@ -118,8 +167,9 @@ def available_workers() -> int:
 @dataclass(frozen=True)
 class GenerationPlan:
     """How one file is generated: ``segments`` of ``segment_frames`` frames, split into
-    ``batches`` (segment indices) run by ``workers`` workers in ``dtype``."""
+    ``batches`` (segment indices) run by ``workers`` workers in ``dtype`` with ``engine``'s step."""
 
+    engine: str
     dtype: torch.dtype
     workers: int
     segments: int
@@ -138,7 +188,8 @@ class GenerationPlan:
         name = str(self.dtype).removeprefix("torch.")
         return (
             f"{self.segments} segments of {self.segment_frames} frames, {self.workers} worker(s) "
-            f"x batch {self.batch_size}, {name}, warm-up {self.warmup}, crossfade {self.crossfade}"
+            f"x batch {self.batch_size}, {name} {self.engine} step, warm-up {self.warmup}, "
+            f"crossfade {self.crossfade}"
         )
 
 
@@ -165,8 +216,6 @@ def plan_generation(
     Fields of ``options`` that are set (``batch_size``, ``dtype``, ``workers``) are kept;
     ``workers`` and ``bf16`` here override what this machine reports (for tests and benchmarks).
     """
-    from .generate import resolve_dtype
-
     pool = cfg.pool
     crossfade = max(0, options.crossfade)
     warmup = max(0, default_warmup(cfg) if options.warmup is None else options.warmup)
@@ -183,6 +232,7 @@ def plan_generation(
         dtypes = [torch.float32, torch.bfloat16]
     else:
         dtypes = [torch.float32]
+    steps_to_try = _steps_to_try(options, dtypes, on_cpu)
     min_frames = max(1, options.min_segment_frames)
     if options.batch_size is not None:
         if options.batch_size < 1:
@@ -191,7 +241,7 @@ def plan_generation(
     else:
         counts = list(range(1, max(1, frames // min_frames) + 1))
     best: GenerationPlan | None = None
-    for dtype in dtypes:
+    for engine, dtype in steps_to_try:
         most = max(1, MAX_STATE_BYTES // state_bytes(cfg, dtype))
         for wanted in counts:
             if options.batch_size is None and wanted > most:
@@ -200,10 +250,29 @@ def plan_generation(
             segments = math.ceil(frames / segment_frames)
             batches = _split(segments, min(workers, segments))
             steps = warmup + crossfade + segment_frames * pool
-            seconds = steps * step_seconds(cfg, dtype, max(len(b) for b in batches))
+            seconds = steps * step_seconds(cfg, dtype, max(len(b) for b in batches), engine)
             if best is None or seconds < best.seconds:
                 best = GenerationPlan(
-                    dtype, len(batches), segments, segment_frames, warmup, crossfade, batches, seconds
+                    engine, dtype, len(batches), segments, segment_frames, warmup, crossfade, batches, seconds
                 )
     assert best is not None
     return best
+
+
+def _steps_to_try(
+    options: GenerationOptions, dtypes: list[torch.dtype], on_cpu: bool
+) -> list[tuple[str, torch.dtype]]:
+    """(engine, dtype) pairs the plan may choose from: the fused step runs float32 on the CPU."""
+    if options.engine is not None and options.engine not in ENGINES:
+        raise ValueError(f"unknown engine {options.engine!r}; choose {' or '.join(ENGINES)}")
+    pairs = [("torch", dtype) for dtype in dtypes]
+    if on_cpu and torch.float32 in dtypes and fused.available():
+        pairs.insert(0, ("fused", torch.float32))
+    if options.engine is None:
+        return pairs
+    chosen = [pair for pair in pairs if pair[0] == options.engine]
+    if not chosen:
+        raise ValueError(
+            f"the {options.engine} step cannot run {', '.join(map(str, dtypes))} on {options.device}"
+        )
+    return chosen

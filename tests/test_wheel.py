@@ -48,7 +48,8 @@ class Installed:
     workdir: Path  # a folder far from the checkout
     env: dict[str, str]
 
-    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """The first translate after installing also compiles the fused decoder step (once)."""
         done = subprocess.run(
             [str(a) for a in args],
             cwd=self.workdir,

@@ -6,7 +6,7 @@ Each group of commands lives in its own module and registers itself on ``app``; 
 
 from __future__ import annotations
 
-from . import evaluate_cmd, models_cmd, train_cmd, translate_cmd  # noqa: F401  (registers commands)
+from . import evaluate_cmd, live_cmd, models_cmd, train_cmd, translate_cmd  # noqa: F401  (registers commands)
 from .common import app
 
 

@@ -1,0 +1,102 @@
+"""The fused decoder step: the same logits and samples as the torch step, chosen by the plan."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from musictranslate import load_model
+from musictranslate.config import SAMPLE_RATE, preset
+from musictranslate.fused import compiled
+from musictranslate.generate import FastDecoder, GenerationCancelled, GenerationOptions, Sampler, generate
+from musictranslate.model import Decoder
+from musictranslate.speed import plan_generation
+
+
+def _decoder(name: str, seed: int) -> Decoder:
+    torch.manual_seed(seed)
+    decoder = Decoder(preset(name)).eval()
+    with torch.no_grad():  # larger than the default init, so the gates leave their linear range
+        for p in decoder.parameters():
+            p.mul_(3.0)
+    return decoder
+
+
+@pytest.mark.parametrize("name", ["tiny", "shipped"])
+def test_fused_step_gives_the_logits_of_the_cached_step(name: str) -> None:
+    """A random tiny decoder, and the shipped piano decoder past its receptive field."""
+    decoder = _decoder("tiny", 1) if name == "tiny" else load_model("default").decoder("piano")
+    fast = FastDecoder(decoder)
+    cfg = fast.cfg
+    length = 3 * cfg.pool + 17 if name == "tiny" else 2100
+    torch.manual_seed(6)
+    target = torch.randint(0, cfg.n_classes, (2, length))
+    latent = torch.randn(2, cfg.latent_dim, length // cfg.pool + 1)
+    expected = fast.teacher_forced_logits(target, latent)
+    assert torch.allclose(fast.fused().teacher_forced_logits(target, latent), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_fused_pick_draws_what_the_sampler_draws() -> None:
+    torch.manual_seed(2)
+    logits = torch.randn(3000, 256) * 4
+    for temperature in (0.0, 0.3, 1.0):
+        torch_sampler, fused_sampler = Sampler(temperature, 5), Sampler(temperature, 5)
+        expected = torch.stack([torch_sampler(row[None])[0] for row in logits])
+        uniforms = fused_sampler.draw(len(logits), 1)
+        scratch = np.empty(256, dtype=np.float32)
+        picked = [
+            compiled().pick(
+                row.numpy(),
+                np.float32(0 if uniforms is None else uniforms[i, 0]),
+                np.float32(temperature),
+                scratch,
+            )
+            for i, row in enumerate(logits)
+        ]
+        assert np.array_equal(np.array(picked), expected.numpy()), temperature
+
+
+def test_sampler_draw_consumes_the_stream_as_calls_do() -> None:
+    one, other = Sampler(1.0, 3, block=10), Sampler(1.0, 3, block=10)
+    logits = torch.zeros(2, 4)
+    for _ in range(7):
+        one(logits)
+    other.draw(7, 2)
+    assert np.array_equal(one.draw(25, 2), other.draw(25, 2))
+
+
+def test_fused_generation_is_reproducible_and_follows_the_seed() -> None:
+    fast = FastDecoder(_decoder("tiny", 3))
+    latent = torch.randn(fast.cfg.latent_dim, 40)
+    options = GenerationOptions(batch_size=2, seed=9, engine="fused", temperature=1.0)
+    first = generate(fast, latent, 40 * fast.cfg.pool, options)
+    again = generate(FastDecoder(fast.decoder), latent, 40 * fast.cfg.pool, options)
+    other = generate(fast, latent, 40 * fast.cfg.pool, dataclasses.replace(options, seed=10))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_fused_generation_can_be_cancelled() -> None:
+    fast = FastDecoder(_decoder("tiny", 4))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(GenerationCancelled):
+        fast.sample(torch.randn(1, fast.cfg.latent_dim, 5), 300, Sampler(1.0, 0), stop=stop, engine="fused")
+
+
+def test_plan_takes_the_fused_step_for_few_streams_and_torch_for_many() -> None:
+    cfg = preset("small")
+    short = plan_generation(cfg, 8 * SAMPLE_RATE // cfg.pool, GenerationOptions(), workers=2, bf16=True)
+    assert short.engine == "fused" and short.batch_size <= 4
+    many = plan_generation(cfg, 240 * SAMPLE_RATE // cfg.pool, GenerationOptions(), workers=2, bf16=True)
+    assert many.engine == "torch" and many.batch_size > 8
+    fixed = plan_generation(cfg, 100, GenerationOptions(engine="torch"), workers=1)
+    assert fixed.engine == "torch"
+    with pytest.raises(ValueError, match="engine"):
+        plan_generation(cfg, 100, GenerationOptions(engine="gpu"))
+    with pytest.raises(ValueError, match="fused step cannot run"):
+        plan_generation(cfg, 100, GenerationOptions(engine="fused", dtype="bf16"))
