@@ -13,6 +13,7 @@ import typer
 
 from ..config import DEFAULT_TEMPERATURE
 from .common import ModelOption, ModelsOption, QuietOption, app, stderr, user_errors
+from .numbers import finite
 from .translate_cmd import SeedOption, TemperatureOption
 
 
@@ -36,10 +37,14 @@ def live(
     seed: SeedOption = 0,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
     gain: Annotated[
-        float, typer.Option("--gain", help="Input gain in dB (the stream has no level fit).")
+        float,
+        typer.Option("--gain", callback=finite(), help="Input gain in dB (the stream has no level fit)."),
     ] = 0.0,
     buffer: Annotated[
-        float, typer.Option("--buffer", min=0.0, help="Output buffer in ms beyond the algorithmic latency.")
+        float,
+        typer.Option(
+            "--buffer", callback=finite(0.0), help="Output buffer in ms beyond the algorithmic latency."
+        ),
     ] = 80.0,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
     quiet: QuietOption = False,

@@ -20,16 +20,16 @@ SEED_MAX = 2**64 - 1
 
 
 def finite(
-    minimum: float, *, above: bool = False
+    minimum: float = -math.inf, *, above: bool = False
 ) -> Callable[[typer.CallbackParam, float | None], float | None]:
     """A callback admitting finite floats of at least ``minimum`` (more than it when ``above``)."""
-    bound = f"more than {minimum:g}" if above else f"{minimum:g} or more"
+    bound = "" if minimum == -math.inf else f", {'more than' if above else 'at least'} {minimum:g}"
 
     def check(param: typer.CallbackParam, value: float | None) -> float | None:
         if value is not None and not (
             math.isfinite(value) and (value > minimum if above else value >= minimum)
         ):
-            fail(f"{param.opts[0]} {value}: give a finite number, {bound}", 2)
+            fail(f"{param.opts[0]} {value}: give a finite number{bound}", 2)
         return value
 
     return check
