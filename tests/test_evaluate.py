@@ -623,3 +623,51 @@ def test_report_without_a_renderer_leaves_the_baseline_out_and_says_why(
     assert (
         "No transcribe-and-render row: FluidSynth is not installed" in (tmp_path / "index.html").read_text()
     )
+
+
+def test_report_cli_with_one_source_per_piece_and_without_the_baseline(
+    registry: Path, parallel_set: Path, tmp_path: Path
+) -> None:
+    result = run("evaluate", "report", "-m", "tiny", "--models", registry, "--pieces", "2", "--seconds", "1",
+                 "--no-embedding", "--threads", "1", "-q", "--no-transcribe", "--one-source-per-piece",
+                 "--data", parallel_set, "-o", tmp_path / "r")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = _strict_json(tmp_path / "r" / "report.json")
+    # tune_a from the first source (flute), tune_b from the second (piano): every source, half the pairs
+    assert [(p["piece"], p["source"], p["target"]) for p in document["pairs"]] == [
+        ("tune_a", "flute", "piano"),
+        ("tune_b", "piano", "flute"),
+    ]
+    assert document["baselines"]["transcribe"] == {"note": "not requested"}
+    assert all("transcribe" not in p["scores"] for p in document["pairs"])
+
+
+def _example(name: str):
+    """An ``examples/`` script imported as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluate_default_replaces_only_the_cards_evaluation_section(tmp_path: Path) -> None:
+    card = tmp_path / "README.md"
+    card.write_text(
+        "# Model\n\n## Training\n\nsteps\n\n## Evaluation at step 1\n\nold numbers\n\n## History\n\nkept\n"
+    )
+    evaluate_default = _example("evaluate_default")
+    evaluate_default.write_card(card, "\n## Evaluation at step 2\n\nnew numbers\n")
+    text = card.read_text()
+    assert "old numbers" not in text and "new numbers" in text
+    assert (
+        text.index("## Training") < text.index("## Evaluation at step 2") < text.index("## History\n\nkept")
+    )
+    evaluate_default.write_card(card, "\n## Evaluation at step 3\n\nnewer\n")
+    assert card.read_text().count("## Evaluation") == 1
+    bare = tmp_path / "bare.md"
+    bare.write_text("# Model\n")
+    evaluate_default.write_card(bare, "\n## Evaluation at step 1\n\nnumbers\n")
+    assert bare.read_text() == "# Model\n\n## Evaluation at step 1\n\nnumbers\n"

@@ -51,6 +51,7 @@ from ..audio import check_audible
 from ..config import SAMPLE_RATE
 from ..errors import MusicTranslateError, OutputError
 from ..input_fit import AUTO
+from ..recipes.eval_sets import TRANSPOSITIONS
 from ..recipes.render import GM_PROGRAMS
 from ..translation import decode, encode_fitted
 from . import EvaluationError, plots
@@ -98,10 +99,6 @@ PLOTTED = (
     ("domain_accuracy", "recognised as target"),
 )
 
-TRANSPOSITIONS = "transpositions.json"
-"""In a test set: ``{domain: {piece: semitones}}`` for renders that do not play their score's
-pitches (the whistle set moves tunes into a whistler's register by whole octaves)."""
-
 SOUNDING_DB = 40.0
 """A piece's clip starts at its first sample within this many dB of its peak (skips lead-in)."""
 
@@ -141,6 +138,7 @@ class _Piece:
     notes: NoteScore | None = None  # the score the renders were made from, when the data has it
     offsets: dict[str, int] = field(default_factory=dict)  # semitones a domain's render sits from it
     contours: dict[str, Contour] = field(default_factory=dict)
+    latents: dict[str, tuple[Any, int]] = field(default_factory=dict)  # source -> (latent, semitones)
 
     def contour(self, key: str, audio: np.ndarray) -> Contour:
         if key not in self.contours:
@@ -340,7 +338,9 @@ def _score_pair(
     ``transcribe``: add the transcribe-and-render baseline (the caller checked it can render)."""
     clip, reference = piece.clips[source], piece.clips[target]
     check_audible(clip, "input", model.config.pool)
-    latent, semitones = encode_fitted(model, clip, options.transpose)  # fitted once, as translate does
+    if source not in piece.latents:  # encoded once per source clip (it costs as much as decoding)
+        piece.latents[source] = encode_fitted(model, clip, options.transpose)  # fitted as translate does
+    latent, semitones = piece.latents[source]
     seeds = options.sampler_seeds()
     outputs = {
         seed: decode(model, latent, target, len(clip), dataclasses.replace(options.generation, seed=seed))
@@ -449,14 +449,14 @@ def _summarise_by_seed(pairs: list[dict]) -> dict:
     whose spread is the sampling noise in any single-seed report; empty with one seed."""
     seeds = list(pairs[0].get("model_by_seed", {})) if pairs else []
     return {
-        seed: _summarise(
+        seed: summarise(
             [{"target": p["target"], "scores": {"model": p["model_by_seed"][seed]}} for p in pairs]
         )["model"]
         for seed in seeds
     }
 
 
-def _summarise(pairs: list[dict], by: str = "target") -> dict:
+def summarise(pairs: list[dict], by: str = "target") -> dict:
     """``summary[system][target][metric]`` = mean over pairs (``None`` where no pair had it), plus
     ``n`` pairs, and the same over all targets under ``"all"``; ``by="source"`` groups by source
     instead (the paper's Table 2 has a row per source domain)."""
@@ -549,7 +549,7 @@ def build_report(
         if progress is not None:
             progress(done + 1, total)
 
-    summary = _summarise(pairs)
+    summary = summarise(pairs)
     summary_plot = None
     if pairs:
         per_target = {s: {t: v for t, v in rows.items() if t != "all"} for s, rows in summary.items()}
@@ -587,7 +587,7 @@ def build_report(
                 else {"note": classifier_note}
             ),
             "summary": summary,
-            "summary_by_source": _summarise(pairs, by="source"),
+            "summary_by_source": summarise(pairs, by="source"),
             "summary_by_seed": _summarise_by_seed(pairs),
             "summary_plot": summary_plot,
             "pairs": pairs,
