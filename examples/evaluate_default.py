@@ -19,7 +19,7 @@ transcribe-and-render and reference rows; the paper's NCC/DTW follow. Everything
 model's README.md. Training rewrites the card at every checkpoint, so run this after it stops.
 
     python examples/evaluate_default.py [--model default|PATH] [--data data] [--out out/eval_default]
-        [--no-card] [--note TEXT]
+        [--no-card] [--clips N] [--note TEXT]
 """
 
 from __future__ import annotations
@@ -187,6 +187,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path("data"), help="what `make data` wrote [data]")
     parser.add_argument("--out", type=Path, default=Path("out/eval_default"), help="reports and summary.json")
     parser.add_argument("--no-card", action="store_true", help="leave the model's README.md as it is")
+    parser.add_argument(
+        "--clips", type=int, default=None, help="at most this many clips per set (fewer: faster, noisier)"
+    )
     parser.add_argument("--note", default="", help="a closing paragraph for the section")
     args = parser.parse_args()
     try:
@@ -195,7 +198,8 @@ def main() -> int:
         documents, timings = {}, {}
         for name, (folder, options) in SETS.items():
             started = time.perf_counter()
-            options = dataclasses.replace(options, embedding=False, force=True)
+            pieces = options.pieces if args.clips is None else min(options.pieces, args.clips)
+            options = dataclasses.replace(options, pieces=pieces, embedding=False, force=True)
             documents[name] = build_report(model, args.data / folder, args.out / name, options)
             timings[name] = round(time.perf_counter() - started, 1)
             doc = documents[name]
@@ -216,6 +220,7 @@ def main() -> int:
         "headline_metrics": [key for key, _, _ in HEADLINE],
         "metrics": next(iter(documents.values()))["metrics"],
         "pairs": len(pairs),
+        "clips_per_set_cap": args.clips,
         "timings_s": {**timings, "total": round(sum(timings.values()), 1)},
         "overall": summarise(pairs),
         "overall_by_source": summarise(pairs, by="source"),
