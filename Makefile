@@ -55,8 +55,8 @@ eval-data: install
 # 3e-4, which lowered every domain's validation loss 0.03-0.05 nats more in 100 steps.
 # Going on here with 8x smaller batches than the H200's needs a smaller learning rate: refining
 # the GPU-trained piano decoder at 3e-4 raised its validation loss 0.06 nats, at 5e-5 lowered it.
-DEFAULT_TRAIN = --out models/default --preset small --steps 100000 --batch-size 8 --lr 5e-5 --segment 0.5 \
-	--bf16 --checkpoint-every 50 --val-batches 2 --workers 1
+DEFAULT_TRAIN = -o models/default --preset small --steps 100000 --batch-size 8 --lr 5e-5 --segment 0.5 \
+	--bf16 --checkpoint-every 50 --val-batches 2 --loader-workers 1
 train-default: data
 	$(BIN)/musictranslate train data/train $(DEFAULT_TRAIN) \
 		$$([ -f models/default.train/checkpoint/state.json ] && echo --resume)
@@ -70,7 +70,7 @@ train-default: data
 REFINE_STEPS ?= 2000
 refine-default-piano: data
 	$(BIN)/musictranslate add-domain data/train/piano --name piano --refine -m default --steps $(REFINE_STEPS) \
-		--batch-size 8 --segment 0.5 --lr 5e-5 --warmup 100 --bf16 --checkpoint-every 50 --workers 1
+		--batch-size 8 --segment 0.5 --lr 5e-5 --warmup 100 --bf16 --checkpoint-every 50 --loader-workers 1
 
 # Scores the default model over every target domain on the whistle, test, register and unseen
 # sets (needs `make data`) and writes the numbers into its model card; reports in out/eval_default.

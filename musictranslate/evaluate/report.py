@@ -339,11 +339,17 @@ def _score_pair(
     clip, reference = piece.clips[source], piece.clips[target]
     check_audible(clip, "input", model.config.pool)
     if source not in piece.latents:  # encoded once per source clip (it costs as much as decoding)
-        piece.latents[source] = encode_fitted(model, clip, options.transpose)  # fitted as translate does
+        piece.latents[source] = encode_fitted(clip, model=model, transpose=options.transpose)  # as translate
     latent, semitones = piece.latents[source]
     seeds = options.sampler_seeds()
     outputs = {
-        seed: decode(model, latent, target, len(clip), dataclasses.replace(options.generation, seed=seed))
+        seed: decode(
+            latent,
+            target,
+            model=model,
+            length=len(clip),
+            options=dataclasses.replace(options.generation, seed=seed),
+        )
         for seed in seeds
     }
     output = outputs[seeds[0]]  # the translation kept as audio and plotted
