@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install system-deps demo test lint bench data train-default refine-default-piano evaluate-default clean
+.PHONY: install system-deps demo test lint bench data eval-data train-default refine-default-piano evaluate-default clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: install
 data: install
 	$(PY) -m musictranslate.recipes.build --out data
 
+# Rewrites the evaluation sets (data/eval_whistle, eval_register, eval_unseen; `make data` writes
+# them too) from an existing build's MIDI and test renders: seconds, no re-export.
+eval-data: install
+	$(PY) -m musictranslate.recipes.eval_sets --data data
+
 # Trains (or, when models/default.train holds a checkpoint, resumes) the shipped default model.
 # Checkpoints every 50 steps (about 2 minutes) on 2 validation batches per domain (about 12 s),
 # so a session that ends mid-run loses at most a few minutes.
@@ -69,9 +74,12 @@ refine-default-piano: data
 	$(BIN)/musictranslate add-domain data/train/piano --name piano --refine -m default --steps $(REFINE_STEPS) \
 		--batch-size 8 --segment 0.5 --lr 5e-5 --warmup 100 --bf16 --checkpoint-every 50 --loader-workers 1
 
-# Scores the default model (needs `make data`) and writes the numbers into its model card.
+# Scores the default model over every target domain on the whistle, test, register and unseen
+# sets (needs `make data`) and writes the numbers into its model card; reports in out/eval_default.
+# Another model: make evaluate-default EVAL_ARGS="--model PATH --out DIR --no-card".
+EVAL_ARGS ?=
 evaluate-default: install
-	$(PY) examples/evaluate_default.py
+	$(PY) examples/evaluate_default.py $(EVAL_ARGS)
 
 clean:
 	rm -rf out build dist *.egg-info

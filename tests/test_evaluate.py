@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +25,25 @@ from musictranslate.cli import app
 from musictranslate.config import SAMPLE_RATE
 from musictranslate.errors import ModelError, OutputError
 from musictranslate.evaluate import EvaluationError, optional_import
+from musictranslate.evaluate import report as report_module
 from musictranslate.evaluate.classifier import WEIGHTS, load_classifier, recognition_rate, train_classifier
 from musictranslate.evaluate.embedding import EmbeddingStudy, cosine_matrix
 from musictranslate.evaluate.files import pair_files, parallel_pieces
 from musictranslate.evaluate.lineup import lineup, write_lineup
+from musictranslate.evaluate.notes import first_onset_seconds, score_notes, sounding
 from musictranslate.evaluate.pitch import (
     HOP,
+    Contour,
     correlation,
     dtw_correlation,
     ncc_at_optimal_shift,
+    pitch_contour,
     score_pitch,
 )
 from musictranslate.evaluate.reference import score_reference
 from musictranslate.evaluate.report import ReportOptions, build_report
+from musictranslate.evaluate.transcribe import contour_notes, transcribe_and_render
+from musictranslate.recipes.midi import TICKS_PER_QUARTER, Note, NoteScore, write_midi
 
 from .conftest import make_tiny_model, tone
 
@@ -312,7 +319,13 @@ def _fluidsynth_available() -> bool:
     return find_soundfont() is not None and (fluidsynth_lib() is not None or fluidsynth_cli() is not None)
 
 
-@pytest.mark.skipif(not _fluidsynth_available(), reason="fluidsynth or a GM soundfont is not installed")
+RENDERS = _fluidsynth_available()
+AUDIO_PLAYERS = 6 + 2 * RENDERS
+"""Players on the fixture report's page: input, translation, reference for each of its two pairs,
+and the transcribe-and-render baseline's where FluidSynth can render it."""
+
+
+@pytest.mark.skipif(not RENDERS, reason="fluidsynth or a GM soundfont is not installed")
 def test_embedding_study_on_rendered_notes(registry: Path, tmp_path: Path) -> None:
     result = run("evaluate", "embedding", "-m", "tiny", "--models", registry, "-o", tmp_path,
                  "-i", "piano", "-i", "organ=19", "--pitches", "60-64:2", "--json", "-q")  # fmt: skip
@@ -350,7 +363,7 @@ def test_report_scores_model_and_baselines(report: Path) -> None:
     assert document["failures"] == []
     for pair in document["pairs"]:
         scores = pair["scores"]
-        assert set(scores) == {"model", "identity", "reference"}
+        assert set(scores) == {"model", "identity", "reference"} | ({"transcribe"} if RENDERS else set())
         assert pair["transpose"] == 0  # tunes in the training register are not shifted
         assert scores["identity"]["ncc"] == pytest.approx(1.0)  # the input is its own melody
         assert scores["identity"]["domain_accuracy"] == 0.0  # the input is the *other* instrument
@@ -365,7 +378,7 @@ def test_report_scores_model_and_baselines(report: Path) -> None:
     by_source = document["summary_by_source"]["model"]
     assert by_source["flute"]["ncc"] == pytest.approx(document["pairs"][0]["scores"]["model"]["ncc"])
     page = (report / "index.html").read_text()
-    assert page.count("<audio") == 6 and page.count("<img") == 5
+    assert page.count("<audio") == AUDIO_PLAYERS and page.count("<img") == 5
     again = run(
         "evaluate", "report", "--model", document["model"]["path"], "--data", document["data"], "-o", report
     )
@@ -434,8 +447,8 @@ def test_report_opens_in_a_real_browser_with_plots_and_players(report: Path) -> 
     attributes = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', status.group(1)))
     assert attributes["checked"] == "true", status.group(0)
     assert int(attributes["images"]) == 5 and attributes["broken-images"] == "0"
-    assert int(attributes["audio"]) == 6 and attributes["broken-audio"] == "0"
-    assert "All 5 plots and 6 audio clips loaded." in status.group(2)
+    assert int(attributes["audio"]) == AUDIO_PLAYERS and attributes["broken-audio"] == "0"
+    assert f"All 5 plots and {AUDIO_PLAYERS} audio clips loaded." in status.group(2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -498,3 +511,171 @@ def test_cli_domain_of_an_empty_folder_says_so(model_with_classifier: Path, tmp_
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and str(tmp_path) in line and "no audio files" in line
+
+
+# ------------------------------------------------------------------------------------------------
+# pitch against the notes of the score, and the transcribe-and-render baseline
+
+
+def _score_of(*voices: Sequence[int], note_seconds: float = 0.25) -> NoteScore:
+    """Voices of semitones above A4, one note every ``note_seconds`` from 0, at 120 qpm."""
+    ticks = round(note_seconds * 2 * TICKS_PER_QUARTER)
+    return NoteScore(
+        [[Note(i * ticks, (i + 1) * ticks, 69 + k) for i, k in enumerate(voice)] for voice in voices],
+        [(0, 500_000)],
+    )
+
+
+def test_note_accuracy_hears_a_flat_output_that_the_correlations_miss() -> None:
+    score = _score_of(TUNE)
+    scores = {}
+    for semitones in (0, -2, -12):
+        contour = pitch_contour(melody(semitones=semitones))
+        grid = sounding(score, first_onset_seconds(score), len(contour.f0), contour.hop_seconds)
+        scores[semitones] = score_notes(contour, grid)
+    assert scores[0].note_pitch_accuracy > 0.85 and scores[0].note_chroma_accuracy > 0.85
+    assert scores[0].pitch_offset == pytest.approx(0.0, abs=0.1)
+    assert scores[-2].note_pitch_accuracy < 0.05 and scores[-2].note_chroma_accuracy < 0.05
+    assert scores[-2].pitch_offset == pytest.approx(-2.0, abs=0.1)  # a whole tone flat
+    # an octave down keeps every pitch class: chroma right, pitch wrong, and not "out of tune"
+    assert scores[-12].note_pitch_accuracy < 0.05 and scores[-12].note_chroma_accuracy > 0.85
+    assert scores[-12].pitch_offset == pytest.approx(0.0, abs=0.1)
+    shifted = sounding(score, first_onset_seconds(score), len(contour.f0), contour.hop_seconds, -12)
+    assert score_notes(contour, shifted).note_pitch_accuracy > 0.85  # the notes moved with it
+
+
+def test_note_accuracy_in_a_polyphonic_piece_counts_any_sounding_voice() -> None:
+    score = _score_of(TUNE, [k + 7 for k in TUNE])  # the tune and a voice a fifth above it
+    for semitones, right in ((7, True), (0, True), (3, False)):
+        contour = pitch_contour(melody(semitones=semitones))
+        grid = sounding(score, 0.0, len(contour.f0), contour.hop_seconds)
+        accuracy = score_notes(contour, grid).note_pitch_accuracy
+        assert (accuracy > 0.85) if right else (accuracy < 0.05), (semitones, accuracy)
+    with pytest.raises(EvaluationError, match="no note sounds"):
+        score_notes(contour, sounding(score, 60.0, len(contour.f0), contour.hop_seconds))
+
+
+def test_a_pitch_track_is_cut_into_notes() -> None:
+    hop = HOP / SAMPLE_RATE
+    a4, b4 = 440.0, 440.0 * 2 ** (2 / 12)
+    vibrato = b4 * 2 ** (0.4 * np.sin(np.arange(25)) / 12)
+    f0 = np.concatenate([
+        a4 * 2 ** (-0.8 / 12) * np.ones(2), a4 * np.ones(28),  # a scoop up into A4
+        np.full(3, np.nan), a4 * np.ones(20),  # a breath, then A4 again
+        vibrato,  # legato into B4, +-40 cents of vibrato
+        np.full(5, np.nan), a4 * 2 ** (5 / 12) * np.ones(2),  # a blip too short to be a note
+    ])  # fmt: skip
+    notes = contour_notes(Contour(f0, np.isfinite(f0), hop))
+    assert [n.pitch for n in notes] == [69, 69, 71]
+    assert [round(n.onset / hop) for n in notes] == [2, 33, 53]
+    assert [round(n.duration / hop) for n in notes] == [28, 20, 25]
+
+
+@pytest.mark.skipif(not RENDERS, reason="fluidsynth or a GM soundfont is not installed")
+def test_transcribe_and_render_plays_a_sine_melody_on_the_flute() -> None:
+    source = melody()
+    rendered = transcribe_and_render(pitch_contour(source), 73, len(source))
+    assert rendered.shape == source.shape
+    assert score_pitch(source, rendered).raw_pitch_accuracy > 0.7
+    up = transcribe_and_render(pitch_contour(source), 73, len(source), semitones=12)
+    assert score_pitch(melody(semitones=12), up).raw_pitch_accuracy > 0.7
+
+
+@pytest.fixture(scope="module")
+def scored_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A parallel set with its score: ``piano`` (square waves) plays the notes, ``flute`` (sines)
+    an octave above them, as ``transpositions.json`` says (the whistle set's layout)."""
+    root = tmp_path_factory.mktemp("scored")
+    notes = TUNE[:8]
+    for domain, shape, semitones in (("piano", "square", 0), ("flute", "sine", 12)):
+        (root / domain).mkdir()
+        sf.write(root / domain / "tune.wav", melody(notes, 0.2, shape, semitones=semitones), SAMPLE_RATE)
+    (root / "midi").mkdir()
+    (root / "midi" / "tune.mid").write_bytes(write_midi(_score_of(notes, note_seconds=0.2)))
+    (root / "transpositions.json").write_text(json.dumps({"flute": {"tune": 12}}))
+    return root
+
+
+def test_report_scores_the_notes_where_the_source_plays_them(
+    registry: Path, scored_set: Path, tmp_path: Path
+) -> None:
+    options = ReportOptions(seconds=1.6, pieces=1, sources=["flute"], targets=["piano"], transpose=0,
+                            embedding=False)  # fmt: skip
+    document = build_report(load_model("tiny", registry), scored_set, tmp_path, options)
+    (pair,) = document["pairs"]
+    assert pair["notes_transpose"] == 12
+    scores = pair["scores"]
+    assert scores["identity"]["note_pitch_accuracy"] > 0.85  # the flute plays the notes, an octave up
+    assert scores["identity"]["pitch_offset"] == pytest.approx(0.0, abs=0.1)
+    reference = scores["reference"]  # the piano plays them an octave below where the input does
+    assert reference["note_pitch_accuracy"] < 0.1 and reference["note_chroma_accuracy"] > 0.8
+    assert {"note_pitch_accuracy", "note_chroma_accuracy", "pitch_offset"} <= set(scores["model"])
+    assert document["headline_metrics"][0] == "note_chroma_accuracy"
+    if RENDERS:
+        assert scores["transcribe"]["note_pitch_accuracy"] > 0.7
+        assert document["baselines"]["transcribe"] == {"targets": ["piano"]}
+        assert (tmp_path / pair["audio"]["transcribe"]).is_file()
+    page = (tmp_path / "index.html").read_text()
+    assert page.index("What users hear") < page.index("Every measure")
+
+
+def test_report_without_a_renderer_leaves_the_baseline_out_and_says_why(
+    registry: Path, scored_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report_module, "unavailable", lambda: "FluidSynth is not installed")
+    options = ReportOptions(seconds=1.6, pieces=1, sources=["flute"], targets=["piano"], embedding=False)
+    document = build_report(load_model("tiny", registry), scored_set, tmp_path, options)
+    assert "transcribe" not in document["pairs"][0]["scores"]
+    assert "transcribe" not in document["summary"]
+    assert document["baselines"]["transcribe"] == {"note": "FluidSynth is not installed"}
+    assert (
+        "No transcribe-and-render row: FluidSynth is not installed" in (tmp_path / "index.html").read_text()
+    )
+
+
+def test_report_cli_with_one_source_per_piece_and_without_the_baseline(
+    registry: Path, parallel_set: Path, tmp_path: Path
+) -> None:
+    result = run("evaluate", "report", "-m", "tiny", "--models", registry, "--pieces", "2", "--seconds", "1",
+                 "--no-embedding", "--threads", "1", "-q", "--no-transcribe", "--one-source-per-piece",
+                 "--data", parallel_set, "-o", tmp_path / "r")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = _strict_json(tmp_path / "r" / "report.json")
+    # tune_a from the first source (flute), tune_b from the second (piano): every source, half the pairs
+    assert [(p["piece"], p["source"], p["target"]) for p in document["pairs"]] == [
+        ("tune_a", "flute", "piano"),
+        ("tune_b", "piano", "flute"),
+    ]
+    assert document["baselines"]["transcribe"] == {"note": "not requested"}
+    assert all("transcribe" not in p["scores"] for p in document["pairs"])
+
+
+def _example(name: str):
+    """An ``examples/`` script imported as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluate_default_replaces_only_the_cards_evaluation_section(tmp_path: Path) -> None:
+    card = tmp_path / "README.md"
+    card.write_text(
+        "# Model\n\n## Training\n\nsteps\n\n## Evaluation at step 1\n\nold numbers\n\n## History\n\nkept\n"
+    )
+    evaluate_default = _example("evaluate_default")
+    evaluate_default.write_card(card, "\n## Evaluation at step 2\n\nnew numbers\n")
+    text = card.read_text()
+    assert "old numbers" not in text and "new numbers" in text
+    assert (
+        text.index("## Training") < text.index("## Evaluation at step 2") < text.index("## History\n\nkept")
+    )
+    evaluate_default.write_card(card, "\n## Evaluation at step 3\n\nnewer\n")
+    assert card.read_text().count("## Evaluation") == 1
+    bare = tmp_path / "bare.md"
+    bare.write_text("# Model\n")
+    evaluate_default.write_card(bare, "\n## Evaluation at step 1\n\nnumbers\n")
+    assert bare.read_text() == "# Model\n\n## Evaluation at step 1\n\nnumbers\n"

@@ -230,6 +230,25 @@ def test_build_tiny_subset_layout(tmp_path: Path) -> None:
     for pid in chosen:
         for folder, ext in (("whistle", "wav"), ("piano", "flac"), ("organ", "flac")):
             assert (tmp_path / "eval_whistle" / folder / f"{pid}.{ext}").stat().st_size > 1000
+    shifts = json.loads((tmp_path / "eval_whistle" / "transpositions.json").read_text())["whistle"]
+    assert sorted(shifts) == sorted(chosen) and all(k % 12 == 0 for k in shifts.values())  # octaves only
+    # out of the register: transposed MIDI beside its renders in every domain
+    register = manifest["eval_sets"]["eval_register"]["pieces"]
+    assert register and all(name.rsplit("_", 1)[1] in ("-12", "-5", "+5", "+12") for name in register)
+    for name in register:
+        piece, shift = name.rsplit("_", 1)
+        moved = midi.read_midi((tmp_path / "eval_register" / "midi" / f"{name}.mid").read_bytes())[0]
+        original = midi.read_midi((tmp_path / "midi" / f"{piece}.mid").read_bytes())[0]
+        assert moved.parts[0][0].pitch == original.parts[0][0].pitch + int(shift)
+        for domain in ("piano", "organ"):
+            assert (tmp_path / "eval_register" / domain / f"{name}.flac").stat().st_size > 1000
+    # unseen instruments: each plays one monophonic test tune beside the tune's test renders
+    unseen = manifest["eval_sets"]["eval_unseen"]["instruments"]
+    assert unseen and set(unseen) <= {"clarinet", "trumpet", "ocarina", "nylon_guitar", "voice"}
+    for instrument, piece in unseen.items():
+        assert manifest["pieces"][piece]["parts"] == 1
+        for folder in (instrument, "piano", "organ"):
+            assert (tmp_path / "eval_unseen" / folder / f"{piece}.flac").stat().st_size > 1000
 
 
 # --- whistle ------------------------------------------------------------------------------
@@ -255,6 +274,9 @@ def test_whistle_is_in_range_at_minus_3_dbfs() -> None:
 def test_whistle_transposition_fits_range() -> None:
     shift = whistle.fit_transposition([48, 60, 64], 600.0, 2500.0)
     assert whistle.midi_to_hz(48 + shift) >= 600.0 and whistle.midi_to_hz(64 + shift) <= 2500.0
+    octaves = whistle.fit_transposition([60, 64, 67], 600.0, 2500.0, step=12)
+    assert octaves == 24  # the pitch classes stay those of the parallel renders
+    assert whistle.fit_transposition([48, 60, 64], 600.0, 2500.0, step=12) % 12 == 0  # none fits: nearest
 
 
 def test_shipped_whistle_example_matches_spec() -> None:

@@ -438,6 +438,21 @@ def report_command(
     embedding: Annotated[
         bool, typer.Option("--embedding/--no-embedding", help="Include the NSynth-style embedding study.")
     ] = True,
+    transcribe: Annotated[
+        bool,
+        typer.Option(
+            "--transcribe/--no-transcribe",
+            help="Include the transcribe-and-render baseline (pyin notes in the target's GM program; "
+            "needs FluidSynth and a GM soundfont, left out with a note otherwise).",
+        ),
+    ] = True,
+    one_source_per_piece: Annotated[
+        bool,
+        typer.Option(
+            "--one-source-per-piece",
+            help="Translate each piece from one source domain, taking them in turn, not from all.",
+        ),
+    ] = False,
     device: DeviceOption = Device.auto,
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
@@ -477,6 +492,8 @@ def report_command(
             targets=split(targets),
             ceiling=ceiling,
             embedding=embedding,
+            transcribe=transcribe,
+            one_source_per_piece=one_source_per_piece,
             generation=_generation(device, threads, seed, temperature, batch_size),
             seeds=seeds,
             force=force,

@@ -5,6 +5,10 @@ One module per job, so the listing reads as the method:
 * :mod:`.pitch` - pyin pitch contours; the paper's NCC at the optimal shift and DTW + correlation,
   always beside absolute measures (raw pitch accuracy, DTW error in cents), because zero-mean
   NCC cannot see a transposition.
+* :mod:`.notes` - pitch against the notes of the score the test audio was rendered from: raw
+  pitch and chroma accuracy (mir_eval) and the median offset in semitones, which sees a flat output.
+* :mod:`.transcribe` - the transcribe-and-render baseline: pyin notes rendered in the target's
+  General MIDI program, what a user could do instead of translating.
 * :mod:`.reference` - content and timbre against a parallel rendering of the same notes:
   multi-resolution STFT and log-mel distance, chroma similarity, onset F-measure.
 * :mod:`.classifier` - a small log-mel CNN that tells domains apart, trained here and stored next

@@ -8,12 +8,18 @@ it (design.md, "Evaluation: which number means what"):
 
 * ``model`` - the translation;
 * ``identity`` - the input copied through (the floor: what doing nothing scores);
+* ``transcribe`` - the input's pyin notes rendered in the target's General MIDI program
+  (:mod:`.transcribe`): what a user could do instead; left out, with a note, where FluidSynth or
+  a soundfont is missing or the target has no GM program;
 * ``reference`` - the real target rendering (the pitch and domain-check ceiling; its distance to
   itself is 0 and not shown);
 * ``ceiling`` - the same piece rendered with another soundfont (``--ceiling DIR``, optional): what
   a perfect translation that is not sample-identical scores.
 
-Per system: pitch measures against the source (:mod:`.pitch`), measures against the reference
+Per system: pitch against the notes of the MIDI score the renders were made from (:mod:`.notes`;
+found as ``<data>/midi/<piece>.mid`` or in a ``midi`` folder beside the test set, the recipe's
+layout; a source rendered transposed from it says so in ``<data>/transpositions.json``), pitch
+against the source's pitch track (:mod:`.pitch`), measures against the reference
 (:mod:`.reference`; onset F only for piano/harpsichord targets) and whether the domain classifier
 (:mod:`.classifier`, when the model folder has one) names the target. Clips are kept short
 (``seconds``, 10 by default) because pyin costs ~0.1-0.2 s per second of audio.
@@ -45,34 +51,49 @@ from ..audio import check_audible
 from ..config import SAMPLE_RATE
 from ..errors import MusicTranslateError, OutputError
 from ..input_fit import AUTO
+from ..recipes.eval_sets import TRANSPOSITIONS
+from ..recipes.render import GM_PROGRAMS
 from ..safe_write import claim_folder, write_text
 from ..translation import decode, encode_fitted
 from . import EvaluationError, plots
 from .classifier import DomainClassifier, load_classifier
 from .files import parallel_pieces
+from .notes import first_onset_seconds, read_notes, score_notes, sounding
 from .pitch import Contour, compare, pitch_contour
 from .reference import ONSET_DOMAINS, score_reference
+from .transcribe import transcribe_and_render, unavailable
+
+if TYPE_CHECKING:
+    from ..recipes.midi import NoteScore
 
 if TYPE_CHECKING:
     from ..registry import Model
 
-SYSTEMS = ("model", "identity", "reference", "ceiling")
+SYSTEMS = ("model", "identity", "transcribe", "reference", "ceiling")
 
-METRICS: tuple[tuple[str, str, str], ...] = (
-    ("ncc", "pitch NCC (paper; blind to transposition)", "higher"),
-    ("dtw_ncc", "DTW + correlation (paper)", "higher"),
-    ("raw_pitch_accuracy", "raw pitch accuracy (50 cents)", "higher"),
-    ("dtw_cents_error", "DTW pitch error, cents", "lower"),
+HEADLINE: tuple[tuple[str, str, str], ...] = (
+    ("note_chroma_accuracy", "raw chroma accuracy vs the notes (50 cents)", "higher"),
+    ("note_pitch_accuracy", "raw pitch accuracy vs the notes (50 cents)", "higher"),
     ("chroma_similarity", "chroma similarity to reference", "higher"),
     ("log_mel_distance", "log-mel distance to reference, dB", "lower"),
+    ("domain_accuracy", "recognised as target (classifier)", "higher"),
+    ("pitch_offset", "median pitch offset vs the notes, semitones", "closer to 0"),
+)
+"""What users hear, first in every table: the notes, in tune, in the target's timbre."""
+
+METRICS: tuple[tuple[str, str, str], ...] = (
+    *HEADLINE,
+    ("ncc", "pitch NCC (paper; blind to transposition)", "higher"),
+    ("dtw_ncc", "DTW + correlation (paper)", "higher"),
+    ("raw_pitch_accuracy", "raw pitch accuracy vs the input's pyin (50 cents)", "higher"),
+    ("dtw_cents_error", "DTW pitch error vs the input, cents", "lower"),
     ("stft_distance", "multi-resolution STFT distance", "lower"),
     ("onset_f", "onset F (piano, harpsichord)", "higher"),
-    ("domain_accuracy", "recognised as target (classifier)", "higher"),
 )
 """Every number in the summary: key, label, and which direction is better."""
 
 PLOTTED = (
-    ("raw_pitch_accuracy", "raw pitch accuracy"),
+    ("note_chroma_accuracy", "raw chroma accuracy vs the notes"),
     ("ncc", "pitch NCC"),
     ("chroma_similarity", "chroma similarity"),
     ("log_mel_distance", "log-mel distance (dB)"),
@@ -98,6 +119,8 @@ class ReportOptions:
     seeds: int = 1  # translations per clip, at generation.seed, generation.seed + 1, ...
     force: bool = False
     transpose: int | str = AUTO
+    one_source_per_piece: bool = False  # piece i from sources[i % n] only: every source, n x fewer pairs
+    transcribe: bool = True  # the transcribe-and-render baseline, where FluidSynth can render it
 
     def sampler_seeds(self) -> list[int]:
         """The seed of each translation of a clip; the first one's audio and plots are kept."""
@@ -112,7 +135,11 @@ class _Piece:
     slug: str
     clips: dict[str, np.ndarray]
     ceiling: dict[str, np.ndarray]
+    start_seconds: float = 0.0  # where the clips start in the renders (which start at the first note)
+    notes: NoteScore | None = None  # the score the renders were made from, when the data has it
+    offsets: dict[str, int] = field(default_factory=dict)  # semitones a domain's render sits from it
     contours: dict[str, Contour] = field(default_factory=dict)
+    latents: dict[str, tuple[Any, int]] = field(default_factory=dict)  # source -> (latent, semitones)
 
     def contour(self, key: str, audio: np.ndarray) -> Contour:
         if key not in self.contours:
@@ -178,6 +205,40 @@ def _plan(
     return sources, targets, [eligible[i] for i in sorted(set(picks.tolist()))]
 
 
+def _jobs(
+    chosen: list[str], pieces: dict[str, dict[str, Path]], sources: list[str], targets: list[str], one: bool
+) -> list[tuple[str, str, str]]:
+    """``(piece, source, target)`` for every translation; with ``one`` source per piece, piece
+    ``i`` is translated from the ``i``-th source that has it (cycling), so every source is heard
+    at a fraction of the cost."""
+    jobs = []
+    for index, name in enumerate(chosen):
+        have = [s for s in sources if s in pieces[name]]
+        use = have[index % len(have) :][:1] if one and have else have
+        jobs += [(name, s, t) for s in use for t in targets if s != t and t in pieces[name]]
+    return jobs
+
+
+def _notes_file(data: Path, piece: str) -> Path | None:
+    """The MIDI score of ``piece``: in the test set's ``midi`` folder or in one beside it."""
+    for folder in (data / "midi", data.parent / "midi"):
+        if (folder / f"{piece}.mid").is_file():
+            return folder / f"{piece}.mid"
+    return None
+
+
+def _transpositions(data: Path) -> dict[str, dict[str, int]]:
+    """``{domain: {piece: semitones}}`` of renders transposed from their score (a whistle moved
+    into its register), from ``<data>/transpositions.json``; empty where there is none."""
+    path = data / TRANSPOSITIONS
+    if not path.is_file():
+        return {}
+    try:
+        return {d: {p: int(s) for p, s in rows.items()} for d, rows in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise EvaluationError(f"{path}: not a {{domain: {{piece: semitones}}}} JSON object ({exc})") from None
+
+
 def _load_piece(
     index: int,
     name: str,
@@ -185,17 +246,23 @@ def _load_piece(
     other: dict[str, Path],
     domains: set[str],
     seconds: float,
+    data: Path,
+    transpositions: dict[str, dict[str, int]],
 ) -> _Piece:
     """Load and crop a piece's renders (and its other-soundfont renders) at one common offset."""
     full = {d: load_audio(path) for d, path in files.items() if d in domains}
     ceiling = {d: load_audio(path) for d, path in other.items() if d in domains}
     start = _start_sample(list(full.values()))
     stop = start + int(seconds * SAMPLE_RATE)
+    midi = _notes_file(data, name)
     return _Piece(
         name,
         f"{index:03d}_{_slug(name)}",
         {d: a[start:stop] for d, a in full.items()},
         {d: a[start:stop] for d, a in ceiling.items()},
+        start / SAMPLE_RATE,
+        read_notes(midi) if midi else None,
+        {d: rows[name] for d, rows in transpositions.items() if name in rows},
     )
 
 
@@ -208,13 +275,23 @@ def _score_system(
     against_reference: bool,
     classifier: DomainClassifier | None,
     semitones: int = 0,
+    note_shift: int = 0,
 ) -> dict:
-    """Pitch vs the source (shifted by the ``semitones`` the input was fitted with), measures vs
-    the reference, and the classifier's verdict, flattened."""
+    """Pitch vs the notes (shifted by ``note_shift``, where the source plays them plus the input
+    fit) and vs the source's track (shifted by the ``semitones`` the input was fitted with),
+    measures vs the reference, and the classifier's verdict, flattened."""
     scores: dict[str, Any] = {}
+    contour = piece.contour(contour_key, audio)
+    if piece.notes is not None:
+        start = first_onset_seconds(piece.notes) + piece.start_seconds
+        try:
+            grid = sounding(piece.notes, start, len(contour.f0), contour.hop_seconds, note_shift)
+            scores.update(score_notes(contour, grid).to_dict())
+        except EvaluationError as exc:
+            scores["notes_note"] = str(exc)
     try:
         expected = piece.contour(source, piece.clips[source]).transposed(semitones)
-        pitch = compare(expected, piece.contour(contour_key, audio))
+        pitch = compare(expected, contour)
         scores.update(pitch.to_dict())
     except EvaluationError as exc:
         scores["pitch_note"] = str(exc)
@@ -255,13 +332,16 @@ def _score_pair(
     options: ReportOptions,
     classifier: DomainClassifier | None,
     writer: _Writer,
+    transcribe: bool,
 ) -> dict:
-    """Translate one clip, score every system, write its clips and plots: one ``pairs`` entry."""
+    """Translate one clip, score every system, write its clips and plots: one ``pairs`` entry.
+
+    ``transcribe``: add the transcribe-and-render baseline (the caller checked it can render)."""
     clip, reference = piece.clips[source], piece.clips[target]
     check_audible(clip, "input", model.config.pool)
-    latent, semitones = encode_fitted(
-        clip, model=model, transpose=options.transpose
-    )  # fitted once, as translate does
+    if source not in piece.latents:  # encoded once per source clip (it costs as much as decoding)
+        piece.latents[source] = encode_fitted(clip, model=model, transpose=options.transpose)  # as translate
+    latent, semitones = piece.latents[source]
     seeds = options.sampler_seeds()
     outputs = {
         seed: decode(
@@ -274,6 +354,7 @@ def _score_pair(
         for seed in seeds
     }
     output = outputs[seeds[0]]  # the translation kept as audio and plotted
+    note_shift = piece.offsets.get(source, 0) + semitones  # where the notes should sound
     by_seed = {
         seed: _score_system(
             piece,
@@ -284,6 +365,7 @@ def _score_pair(
             True,
             classifier,
             semitones,
+            note_shift,
         )
         for seed, audio in outputs.items()
     }
@@ -291,11 +373,20 @@ def _score_pair(
         "identity": (clip, source, True),
         "reference": (reference, target, False),
     }
+    transcribe_note = None
+    if transcribe:
+        try:
+            rendered = transcribe_and_render(
+                piece.contour(source, clip), GM_PROGRAMS[target], len(clip), semitones
+            )
+            systems["transcribe"] = (rendered, f"transcribe:{source}>{target}", True)
+        except EvaluationError as exc:
+            transcribe_note = str(exc)
     if target in piece.ceiling:
         systems["ceiling"] = (piece.ceiling[target], f"ceiling:{target}", True)
     scores = {"model": _mean_scores(list(by_seed.values()))}
     scores |= {
-        name: _score_system(piece, source, target, key, audio, vs_reference, classifier)
+        name: _score_system(piece, source, target, key, audio, vs_reference, classifier, 0, note_shift)
         for name, (audio, key, vs_reference) in systems.items()
     }
     audio_paths = {
@@ -303,6 +394,10 @@ def _score_pair(
         "model": writer.audio(piece, f"{source}_to_{target}", output),
         "reference": writer.audio(piece, target, reference),
     }
+    if "transcribe" in systems:
+        audio_paths["transcribe"] = writer.audio(
+            piece, f"{source}_transcribed_{target}", systems["transcribe"][0]
+        )
     if "ceiling" in systems:
         audio_paths["ceiling"] = writer.audio(piece, f"ceiling_{target}", piece.ceiling[target])
     stem = f"{piece.slug}_{source}_to_{target}"
@@ -314,6 +409,8 @@ def _score_pair(
         "target": target,
         "seconds": len(clip) / SAMPLE_RATE,
         "transpose": semitones,
+        "notes_transpose": note_shift if piece.notes is not None else None,
+        **({"transcribe_note": transcribe_note} if transcribe_note else {}),
         "audio": audio_paths,
         "plots": {
             "spectrograms": writer.plot(
@@ -359,14 +456,14 @@ def _summarise_by_seed(pairs: list[dict]) -> dict:
     whose spread is the sampling noise in any single-seed report; empty with one seed."""
     seeds = list(pairs[0].get("model_by_seed", {})) if pairs else []
     return {
-        seed: _summarise(
+        seed: summarise(
             [{"target": p["target"], "scores": {"model": p["model_by_seed"][seed]}} for p in pairs]
         )["model"]
         for seed in seeds
     }
 
 
-def _summarise(pairs: list[dict], by: str = "target") -> dict:
+def summarise(pairs: list[dict], by: str = "target") -> dict:
     """``summary[system][target][metric]`` = mean over pairs (``None`` where no pair had it), plus
     ``n`` pairs, and the same over all targets under ``"all"``; ``by="source"`` groups by source
     instead (the paper's Table 2 has a row per source domain)."""
@@ -421,13 +518,19 @@ def build_report(
     except MusicTranslateError as exc:
         classifier, classifier_note = None, str(exc)
 
-    jobs = [
-        (name, s, t)
-        for name in chosen
-        for s in sources
-        for t in targets
-        if s != t and s in pieces[name] and t in pieces[name]
-    ]
+    jobs = _jobs(chosen, pieces, sources, targets, options.one_source_per_piece)
+    transpositions = _transpositions(data)
+    renderable = [t for t in targets if t in GM_PROGRAMS] if options.transcribe and not unavailable() else []
+    transcribe_note = (
+        "not requested"
+        if not options.transcribe
+        else unavailable()
+        or (
+            f"no General MIDI program known for {', '.join(sorted(set(targets) - set(renderable)))}"
+            if len(renderable) < len(targets)
+            else None
+        )
+    )
     other = parallel_pieces(options.ceiling) if options.ceiling is not None else {}
     total = len(jobs) + int(options.embedding)
     pairs: list[dict] = []
@@ -444,14 +547,20 @@ def build_report(
                     other.get(name, {}),
                     {*sources, *targets},
                     options.seconds,
+                    data,
+                    transpositions,
                 )
-            pairs.append(_score_pair(model, loaded[name], source, target, options, classifier, writer))
+            pairs.append(
+                _score_pair(
+                    model, loaded[name], source, target, options, classifier, writer, target in renderable
+                )
+            )
         except MusicTranslateError as exc:
             failures.append({"piece": name, "source": source, "target": target, "error": str(exc)})
         if progress is not None:
             progress(done + 1, total)
 
-    summary = _summarise(pairs)
+    summary = summarise(pairs)
     summary_plot = None
     if pairs:
         per_target = {s: {t: v for t, v in rows.items() if t != "all"} for s, rows in summary.items()}
@@ -479,13 +588,17 @@ def build_report(
                 "transpose": options.transpose,
             },
             "metrics": [{"key": k, "label": label, "better": b} for k, label, b in METRICS],
+            "headline_metrics": [k for k, _, _ in HEADLINE],
+            "baselines": {
+                "transcribe": {"note": transcribe_note} if transcribe_note else {"targets": renderable}
+            },
             "classifier": (
                 {"domains": classifier.domains, "training": classifier.meta.get("training", {})}
                 if classifier
                 else {"note": classifier_note}
             ),
             "summary": summary,
-            "summary_by_source": _summarise(pairs, by="source"),
+            "summary_by_source": summarise(pairs, by="source"),
             "summary_by_seed": _summarise_by_seed(pairs),
             "summary_plot": summary_plot,
             "pairs": pairs,
@@ -615,16 +728,38 @@ def render_html(document: dict) -> str:
         f"targets {esc(', '.join(settings['targets']))}; temperature {settings['temperature']}, "
         f"{_seeds_text(settings)}. Created {esc(document['created'])} by musictranslate "
         f"{esc(document['musictranslate'])}; every number is in <a href='report.json'>report.json</a>.</p>",
-        "<p>How to read it: the paper's pitch NCC is zero-mean and cannot see a transposition, so read "
-        "raw pitch accuracy and the DTW error in cents beside it. Chroma similarity and pitch say whether "
-        "the notes survived; log-mel / STFT distance and the classifier say whether it sounds like the "
-        "target. Baselines: <b>identity</b> is the input copied through (doing nothing), <b>reference</b> "
-        "the real target rendering, <b>ceiling</b> the target rendered with another soundfont. Onset F "
-        "is shown only for piano and harpsichord targets.</p>",
-        "<h2>Summary by target domain</h2>",
+        "<p>How to read it: the first columns are what a listener hears. Raw chroma and raw pitch "
+        "accuracy score the output's pyin pitch frame by frame against the notes of the score the test "
+        "audio was rendered from (in a polyphonic piece, against the sounding note nearest to the output's "
+        "pitch); the median offset says whether it plays flat (negative) or sharp, octave-folded. Chroma "
+        "similarity and log-mel distance compare it with the real target rendering, and the classifier "
+        "says whether it sounds like the target. The paper's pitch NCC and DTW follow; they are zero-mean "
+        "and cannot see a transposition. Baselines: <b>identity</b> is the input copied through (doing "
+        "nothing), <b>transcribe</b> the input's pyin notes rendered in the target's General MIDI program "
+        "(what a user could do instead; one line only on a polyphonic input), <b>reference</b> the real "
+        "target rendering, <b>ceiling</b> the target rendered with another soundfont. Onset F is shown "
+        "only for piano and harpsichord targets.</p>",
     ]
     summary = document["summary"]
     targets = sorted({t for rows in summary.values() for t in rows if t != "all"}) + ["all"]
+    headline = [m for m in metrics if m[0] in document["headline_metrics"]]
+    parts.append("<h2>What users hear, by target domain</h2>")
+    parts.append(
+        _table(
+            [
+                (f"{target}: {system}", summary[system][target])
+                for target in targets
+                for system in SYSTEMS
+                if target in summary.get(system, {})
+            ],
+            headline,
+        )
+    )
+    if "note" in document["baselines"]["transcribe"]:
+        parts.append(
+            f"<p>No transcribe-and-render row: {esc(document['baselines']['transcribe']['note'])}.</p>"
+        )
+    parts.append("<h2>Every measure by target domain</h2>")
     for target in targets:
         rows = [(system, summary[system][target]) for system in SYSTEMS if target in summary.get(system, {})]
         if rows:
@@ -665,6 +800,8 @@ def render_html(document: dict) -> str:
             _player(f"translation ({pair['target']})", audio["model"]),
             _player(f"reference ({pair['target']})", audio["reference"]),
         ]
+        if "transcribe" in audio:
+            players.append(_player("transcribed and rendered (baseline)", audio["transcribe"]))
         if "ceiling" in audio:
             players.append(_player("other soundfont (ceiling)", audio["ceiling"]))
         parts += [

@@ -11,6 +11,8 @@ Layout written under ``--out``::
     train/<domain>/<piece_id>.flac      a dataset root: one folder per domain (training input)
     val/<domain>/<piece_id>.flac
     test/<domain>/<piece_id>.flac       parallel ground truth: same file names in every domain
+    eval_whistle/, eval_register/, eval_unseen/
+                                        small evaluation sets with their notes (:mod:`.eval_sets`)
     manifest.json                       pieces, splits, groups, domains, hours, failures, timings
 
 Why it is shaped like this: the split is by piece (grouped by melody, :mod:`.split`) and shared
@@ -281,7 +283,8 @@ def build(
     groups: dict[str, set[str]] = {}
     for pid, a in assignment.items():
         groups.setdefault(a.group, set()).add(pid)
-    from .whistle import EVAL_FOLDER, EVAL_SECONDS, MELODY, write_eval_set
+    from .eval_sets import write_eval_sets
+    from .whistle import EVAL_FOLDER, MELODY
 
     whistle_melody = [p for _, p in MELODY if p > 0]
     train_windows: set[tuple[int, ...]] = set()
@@ -346,12 +349,8 @@ def build(
         "disk_bytes": {s: _dir_bytes(out / s) for s in (*SPLITS, "midi") if (out / s).is_dir()},
         "pieces": piece_entries,
     }
-    test_pieces = {p: e["duration"] for p, e in piece_entries.items() if e["split"] == "test"}
-    manifest["eval_whistle"] = {
-        "folder": EVAL_FOLDER,
-        "seconds": EVAL_SECONDS,
-        "pieces": write_eval_set(out, test_pieces, domains),
-    }
+    manifest["eval_sets"] = write_eval_sets(out, piece_entries, domains, GM_PROGRAMS)
+    manifest["eval_whistle"] = {"folder": EVAL_FOLDER, **manifest["eval_sets"][EVAL_FOLDER]}
     write_text(out / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     if others:
         say(f"note: {out} also holds domain folders not in this build: {', '.join(others)}")

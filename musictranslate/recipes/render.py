@@ -380,6 +380,17 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
     )
 
 
+def link_or_copy(source: Path, link: Path) -> None:
+    """``link`` made a hard link to ``source`` (a copy where the filesystem has none): the eval
+    sets put a piece's test renders beside it as references at no cost in disk."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    try:
+        os.link(source, link)
+    except OSError:
+        shutil.copyfile(source, link)
+
+
 def render_midi(
     midi_path: str | os.PathLike,
     program: int,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .midi import NoteScore, read_midi
+from .render import link_or_copy
 
 SAMPLE_RATE = 16_000
 
@@ -80,19 +80,21 @@ def hz_to_midi(hz: float) -> float:
     return 69.0 + 12.0 * float(np.log2(hz / 440.0))
 
 
-def fit_transposition(pitches: Sequence[float], low_hz: float, high_hz: float) -> int:
-    """Semitone shift putting every pitch, vibrato and scoop included, inside [low, high] Hz.
+def fit_transposition(pitches: Sequence[float], low_hz: float, high_hz: float, step: int = 1) -> int:
+    """Shift, a multiple of ``step`` semitones, putting every pitch, vibrato and scoop included,
+    inside [low, high] Hz.
 
     Among the shifts that fit, the one centring the melody in the range (log-frequency) wins, so
     the whistle sits in a comfortable register; if none fits (a melody wider than the range),
-    the centring shift is returned anyway.
+    the multiple of ``step`` nearest the centring shift is returned anyway. ``step=12`` keeps the
+    pitch classes, so the whistle plays the notes its parallel renders play.
     """
     lo, hi = hz_to_midi(low_hz) + 1.0, hz_to_midi(high_hz) - 0.5  # scoop below, vibrato above
     pmin, pmax = min(pitches), max(pitches)
     centre = (lo + hi) / 2 - (pmin + pmax) / 2
-    fitting = [s for s in range(-60, 61) if pmin + s >= lo and pmax + s <= hi]
+    fitting = [s for s in range(-60, 61, step) if pmin + s >= lo and pmax + s <= hi]
     if not fitting:
-        return round(centre)
+        return round(centre / step) * step
     return min(fitting, key=lambda s: abs(s - centre))
 
 
@@ -224,29 +226,28 @@ def write_eval_set(
     domains: Sequence[str],
     count: int = EVAL_PIECES,
     seconds: float = EVAL_SECONDS,
-) -> list[str]:
+) -> tuple[list[str], dict[str, int]]:
     """``data/eval_whistle``: whistled test-split folk tunes beside their instrument renders.
 
     The paper's headline is whistle -> instrument, and scoring it needs a whistle whose notes
     are known in every domain. ``test_pieces`` maps test-split piece ids to their durations; the
-    first ``count`` Essen tunes (monophonic) by id that last 11-60 s are whistled from their MIDI
+    first ``count`` Essen tunes (monophonic) by id that last 11-60 s are whistled from their MIDI,
+    moved by whole octaves into the whistle's range (so they keep the renders' pitch classes),
     and their test renders are linked beside them, so ``evaluate report --data
-    data/eval_whistle --sources whistle`` compares parallel files. Returns the piece ids.
+    data/eval_whistle --sources whistle`` compares parallel files. Returns the piece ids and the
+    semitones each whistle sits above its score.
     """
     chosen = sorted(p for p, d in test_pieces.items() if p.startswith("essenf") and 11 <= d <= 60)[:count]
     folder = data / EVAL_FOLDER
+    params = WhistleParams()
+    shifts = {}
     for piece in chosen:
         notes = melody_from_score(read_midi((data / "midi" / f"{piece}.mid").read_bytes())[0], seconds)
-        write_wav(folder / "whistle" / f"{piece}.wav", synthesize(notes, WhistleParams()))
+        shifts[piece] = fit_transposition([p for _, _, p in notes], params.low_hz, params.high_hz, step=12)
+        write_wav(folder / "whistle" / f"{piece}.wav", synthesize(notes, params, shifts[piece]))
         for domain in domains:
-            link = folder / domain / f"{piece}.flac"
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.unlink(missing_ok=True)
-            try:
-                os.link(data / "test" / domain / f"{piece}.flac", link)
-            except OSError:  # a filesystem without hard links
-                shutil.copyfile(data / "test" / domain / f"{piece}.flac", link)
-    return chosen
+            link_or_copy(data / "test" / domain / f"{piece}.flac", folder / domain / f"{piece}.flac")
+    return chosen, shifts
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
