@@ -89,6 +89,20 @@ def model_output_path(name_or_path: str | os.PathLike, models_dir: str | os.Path
     return default_output_root(models_dir) / text
 
 
+def recorded_path(path: str | os.PathLike) -> str:
+    """How a manifest names the data a model was trained on: relative to the current folder when
+    the data lies under it (``data/train`` in a checkout), else only the folder's name.
+
+    Why: manifests and cards are committed and shipped; an absolute path names the machine that
+    trained the model, which means nothing to anyone else and leaks its layout.
+    """
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return resolved.name
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

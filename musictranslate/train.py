@@ -46,6 +46,7 @@ from .registry import (
     Model,
     add_decoder,
     load_model,
+    recorded_path,
     refined_decoders,
     restore_interrupted,
     save_model,
@@ -470,7 +471,7 @@ def _split(files: dict[str, list[Path]], seed: int, val_data: str | Path | None)
     splits = {
         domain: {"train": found, "val": val_files[domain], "test": []} for domain, found in files.items()
     }
-    return splits, f"every file for training; validation from {Path(val_data).resolve()}"
+    return splits, f"every file for training; validation from {recorded_path(val_data)}"
 
 
 def _load_sources(splits: Splits, segment: int, split: str) -> tuple[list, int]:
@@ -662,7 +663,7 @@ def train(
                 "wall_seconds": round(seconds, 1),
                 "world_size": dist.world,
                 "device": dist.device.type,
-                "data": str(Path(data).resolve()),
+                "data": recorded_path(data),
                 "domains": {d: {k: len(v) for k, v in s.items()} for d, s in splits.items()},
                 "split_rule": split_rule,
                 "input_level_db": input_level_db,
@@ -753,7 +754,7 @@ def add_domain(
         def checkpoint(step: int, losses: dict, val_losses: dict) -> None:
             provenance = {
                 "steps": step,
-                "data": str(folder.resolve()),
+                "data": recorded_path(folder),
                 "files": {k: len(v) for k, v in splits[name].items()},
                 "skipped_files": skipped,
                 "losses": losses,
