@@ -28,6 +28,7 @@ from .model import ConfusionNet, Decoder, Encoder
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+CARD = "README.md"
 DEFAULT_MODEL = "default"
 CLASSIFIER_FILES = ("classifier.safetensors", "classifier.json")
 """The independent domain classifier (``evaluate/classifier.py``), stored beside a model's files."""
@@ -138,14 +139,19 @@ def _save_weights(module: torch.nn.Module, path: Path) -> str:
     return sha256_file(path)
 
 
-def _write_manifest(folder: Path, manifest: dict) -> None:
-    """Write the manifest, and the model card (README.md) rendered from it so the two agree."""
-    from .model_card import render_model_card
+def _write_manifest(folder: Path, manifest: dict, previous: Path | None = None) -> None:
+    """Write the manifest, and the model card (README.md) rendered from it so the two agree,
+    keeping the hand-written history of the card it replaces (``previous``, else the folder's)."""
+    from .model_card import history_of, render_model_card
 
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
     _atomic_write_bytes(folder / MANIFEST, lambda temp: Path(temp).write_text(text))
-    card = render_model_card(manifest)
-    _atomic_write_bytes(folder / "README.md", lambda temp: Path(temp).write_text(card))
+    try:
+        history = history_of((previous or folder / CARD).read_text())
+    except (OSError, UnicodeDecodeError):
+        history = ""  # no card yet, or an unreadable one: nothing to keep
+    card = render_model_card(manifest, history)
+    _atomic_write_bytes(folder / CARD, lambda temp: Path(temp).write_text(card))
 
 
 REINSTALL = "re-install or re-train the model"
@@ -325,7 +331,7 @@ def save_model(
         for domain, decoder in decoders.items():
             file = f"decoders/{domain}.safetensors"
             manifest["decoders"][domain] = {"file": file, "sha256": _save_weights(decoder, staging / file)}
-        _write_manifest(staging, manifest)
+        _write_manifest(staging, manifest, previous=folder / CARD)
         _keep_classifier(folder, staging, set(decoders))
 
     return write_folder_atomically(folder, fill)

@@ -83,8 +83,9 @@ class TrainOptions:
     grad_clip: float = 1.0
     checkpoint_every: int = 200
     val_batches: int = 4
-    """Per domain, at each checkpoint. One batch of 8 x 0.5 s had read the default piano decoder
-    at 2.98 nats where ten read 2.67; each costs about a second on 2 cores (small, 8 x 0.5 s)."""
+    """Per domain, at each checkpoint: one batch reads a decoder's loss too noisily to compare
+    checkpoints (the default model's card has the figures); each costs about a second on 2 cores
+    at the small preset's sizes."""
     log_every: int = 10
     seed: int = 0
     workers: int = 1
@@ -123,8 +124,8 @@ class TrainOptions:
 WARMUP_STEPS = 300
 """Learning-rate ramp of a run whose fresh optimiser starts on trained weights (``--init``,
 ``add-domain --refine``). Why: a fresh Adam's first steps move every weight by about the learning
-rate whatever its gradient; measured on the default model, six such steps at 3e-4 raised organ's
-validation loss from 3.22 to 5.25 nats, and with the ramp they left it at 3.21."""
+rate whatever its gradient, which undoes much of what the weights had learned (measured on the
+default model: its card, models/default/README.md)."""
 
 
 def _with_warmup(options: TrainOptions, trained_weights: bool) -> TrainOptions:
