@@ -27,10 +27,10 @@ def step_rate(name: str, bf16: bool, steps: int) -> float:
     trainer = Trainer(cfg, ["a", "b"], options, Distributed(torch.device("cpu")))
     target = torch.randint(0, cfg.n_classes, (batch, length))
     encoder_input = target.float() * (2 / (cfg.n_classes - 1)) - 1
-    trainer.step(0, 0, encoder_input, target)
+    trainer.step(0, 0, torch.zeros(batch, dtype=torch.long), encoder_input, target)
     clock = Stopwatch()
     for step in range(1, steps + 1):
-        trainer.step(step, step % 2, encoder_input, target)
+        trainer.step(step, step % 2, torch.full((batch,), step % 2), encoder_input, target)
     return steps * batch * length / clock.seconds
 
 

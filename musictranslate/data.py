@@ -154,12 +154,37 @@ def pitch_shift_stretch(segment: np.ndarray, rng: np.random.Generator, aug: Augm
     return out
 
 
+Partners = list[list[list[tuple[int, AudioSource]]]]
+"""Per domain, per source: the ``(domain index, source)`` of the same piece in each other domain."""
+
+
+def same_pieces(sources: list[list[AudioSource]]) -> Partners:
+    """Pair each file with the files of the same name in the other domains.
+
+    Why by name: a parallel dataset (``make data``) renders one score in every domain under one
+    file name, trimmed to the same first onset, so equal names are the same notes at the same
+    sample positions. Data without such pairs simply has none, and trains as the paper does.
+    """
+    by_name: dict[str, list[tuple[int, AudioSource]]] = {}
+    for index, domain in enumerate(sources):
+        for source in domain:
+            by_name.setdefault(source.path.stem, []).append((index, source))
+    return [
+        [[pair for pair in by_name[source.path.stem] if pair[0] != index] for source in domain]
+        for index, domain in enumerate(sources)
+    ]
+
+
 class DomainBatches(torch.utils.data.Dataset):
     """Map-style dataset whose item ``step`` is that step's batch, drawn from one domain.
 
-    Domains take turns (step % k). Item: ``(domain_index, encoder_input, target_classes)`` where
-    the encoder input is the augmented audio as companded mu-law floats and the target is the
-    undistorted audio as classes.
+    Domains take turns (step % k). Item: ``(domain_index, input_domains, encoder_input,
+    target_classes)`` where the target is the undistorted audio of the step's domain as classes,
+    and the encoder input is augmented audio as companded mu-law floats: the target itself (the
+    paper's autoencoder), or, for a ``parallel`` share of the segments that have one, the same
+    moment of the same piece in another domain (``input_domains`` says which, for the confusion
+    net). Why the parallel share: decoding domain j from domain i's latent of the same notes tells
+    the encoder directly to keep the notes and drop the timbre, which autoencoding only implies.
     """
 
     def __init__(
@@ -170,20 +195,25 @@ class DomainBatches(torch.utils.data.Dataset):
         seed: int,
         augmentation: Augmentation,
         rank: int = 0,
+        parallel: float = 0.0,
     ) -> None:
         self.sources, self.batch_size, self.segment = sources, batch_size, segment
         self.seed, self.augmentation, self.rank = seed, augmentation, rank
+        self.parallel = parallel
+        self.partners = same_pieces(sources) if parallel > 0 else None
 
     def __len__(self) -> int:
         return 2**62
 
-    def draw(self, domain: int, rng: np.random.Generator) -> np.ndarray:
-        """One non-silent segment of ``domain`` (files weighted by length)."""
+    def draw(self, domain: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+        """One non-silent segment of ``domain`` (files weighted by length), its file's index in
+        the domain and its start."""
         sources = self.sources[domain]
         weights = np.array([s.length for s in sources], dtype=np.float64)
-        segment = np.zeros(self.segment, dtype=np.float32)
+        segment, index, start = np.zeros(self.segment, dtype=np.float32), 0, 0
         for _ in range(MAX_DRAWS):
-            source = sources[rng.choice(len(sources), p=weights / weights.sum())]
+            index = int(rng.choice(len(sources), p=weights / weights.sum()))
+            source = sources[index]
             start = int(rng.integers(0, source.length - self.segment + 1))
             try:
                 segment = source.read(start, self.segment)
@@ -191,19 +221,45 @@ class DomainBatches(torch.utils.data.Dataset):
                 continue  # a file that went bad after the scan: draw from another
             if len(segment) == self.segment and math.sqrt(float(np.mean(segment**2))) >= SILENT_RMS:
                 break
-        return segment
+        return segment, index, start
 
-    def __getitem__(self, step: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    def _partner_segment(
+        self, domain: int, index: int, start: int, rng: np.random.Generator
+    ) -> tuple[int, np.ndarray] | None:
+        """The same stretch of the same piece in a random other domain, if one has it whole."""
+        assert self.partners is not None
+        partners = self.partners[domain][index]
+        if not partners:
+            return None
+        other, source = partners[int(rng.integers(len(partners)))]
+        if start + self.segment > source.length:
+            return None
+        try:
+            segment = source.read(start, self.segment)
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            return None
+        return (other, segment) if len(segment) == self.segment else None
+
+    def __getitem__(self, step: int) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
         domain = step % len(self.sources)
         rng = np.random.default_rng([self.seed, step, self.rank])
-        clean = np.stack([self.draw(domain, rng) for _ in range(self.batch_size)])
+        draws = [self.draw(domain, rng) for _ in range(self.batch_size)]
+        clean = np.stack([segment for segment, _, _ in draws])
+        inputs, input_domains = clean.copy(), np.full(self.batch_size, domain, dtype=np.int64)
+        if self.partners is not None:
+            for row, (_, index, start) in enumerate(draws):
+                found = None
+                if rng.random() < self.parallel:
+                    found = self._partner_segment(domain, index, start, rng)
+                if found is not None:
+                    input_domains[row], inputs[row] = found
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             noisy = (
-                np.stack([pitch_shift_stretch(s, rng, self.augmentation) for s in clean])
+                np.stack([pitch_shift_stretch(s, rng, self.augmentation) for s in inputs])
                 if self.augmentation.enabled
-                else clean
+                else inputs
             )
         target = mu_law_encode(clean)
         encoder_input = companded(mu_law_encode(noisy))
-        return domain, torch.from_numpy(encoder_input), torch.from_numpy(target)
+        return domain, *(torch.from_numpy(a) for a in (input_domains, encoder_input, target))

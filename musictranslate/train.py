@@ -93,6 +93,9 @@ class TrainOptions:
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"
     warmup_steps: int | None = None  # None: WARMUP_STEPS when trained weights meet a fresh optimiser
+    parallel: float = 0.0
+    """Share of segments encoded from another domain's rendering of the same notes (data of
+    parallel renders: same file names in every domain); 0 trains exactly as the paper."""
 
     def __post_init__(self) -> None:
         """Refuse values that would otherwise fail deep in the loop with a traceback (a zero
@@ -111,6 +114,8 @@ class TrainOptions:
             raise UsageError(f"--lambda {self.confusion_weight}: give 0 or more")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise UsageError(f"--warmup {self.warmup_steps}: give 0 or more")
+        if not 0 <= self.parallel <= 1:
+            raise UsageError(f"--parallel {self.parallel}: give a share from 0 to 1")
         if self.workers < 0:
             raise UsageError(f"--workers {self.workers}: give 0 (load in the main process) or more")
 
@@ -243,11 +248,22 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.options.bf16)
 
-    def step(self, step: int, domain: int, encoder_input: torch.Tensor, target: torch.Tensor) -> dict:
-        """One confusion step then one autoencoder step; returns the losses as floats."""
+    def step(
+        self,
+        step: int,
+        domain: int,
+        input_domains: torch.Tensor,
+        encoder_input: torch.Tensor,
+        target: torch.Tensor,
+    ) -> dict:
+        """One confusion step then one autoencoder step; returns the losses as floats.
+
+        ``domain`` names the decoder (the target's domain); ``input_domains`` the domain each
+        encoder input came from, which the confusion net learns to tell and the encoder to hide.
+        """
         device, name = self.dist.device, self.domains[domain]
         encoder_input, target = encoder_input.to(device), target.to(device)
-        labels = torch.full((target.shape[0],), domain, device=device)
+        labels = input_domains.to(device)
         self.set_lr(step)
         self.autoencoders.train()
         with self._autocast():
@@ -291,11 +307,12 @@ class Trainer:
                 raise DivergedError(f"weight {name} became non-finite at step {step}")
 
     @torch.no_grad()
-    def validate(self, batches: list[tuple[int, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-        """Mean reconstruction loss of fixed validation batches, per domain (no augmentation)."""
+    def validate(self, batches: list[tuple]) -> dict[str, float]:
+        """Mean reconstruction loss of fixed validation batches (items of :class:`DomainBatches`),
+        per domain, without augmentation."""
         self.autoencoders.eval()
         losses: dict[str, list[float]] = {}
-        for domain, encoder_input, target in batches:
+        for domain, _, encoder_input, target in batches:
             name = self.domains[domain]
             with self._autocast():
                 logits, _ = self.autoencoders(
@@ -527,7 +544,7 @@ def _loop(
     """
     dist = trainer.dist
     batches = DomainBatches(
-        sources, options.batch_size, segment, options.seed, options.augmentation, dist.rank
+        sources, options.batch_size, segment, options.seed, options.augmentation, dist.rank, options.parallel
     )
     val = DomainBatches(
         val_sources, options.batch_size, segment, options.seed + 1, Augmentation(enabled=False)
@@ -546,10 +563,10 @@ def _loop(
     tic = time.perf_counter()
     samples = 0
     saved = start  # a resumed run's checkpoint stays the good one until a newer one is written
-    for step, (domain, encoder_input, target) in enumerate(loader, start=start + 1):
+    for step, (domain, input_domains, encoder_input, target) in enumerate(loader, start=start + 1):
         checkpointing = step % options.checkpoint_every == 0 or step == options.steps
         try:
-            stats = trainer.step(step - 1, domain, encoder_input, target)
+            stats = trainer.step(step - 1, domain, input_domains, encoder_input, target)
             if checkpointing:
                 trainer.check_finite(step)
         except DivergedError as exc:

@@ -359,3 +359,55 @@ def test_out_by_name_goes_to_the_registry_and_is_listed(dataset: Path, tmp_path:
     assert (models / "named" / "manifest.json").is_file()
     listing = run("models", "--models", models)
     assert "named" in listing.output and "saw, sine" in listing.output
+
+
+@pytest.fixture(scope="module")
+def parallel_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same notes in two domains under the same file names, as `make data` renders them."""
+    root = tmp_path_factory.mktemp("parallel")
+    for wave in ("sine", "saw"):
+        write_domain(root / wave, wave)
+        for path in (root / wave).iterdir():
+            path.rename(path.with_name(path.name.replace(wave, "tone")))
+    return root
+
+
+def test_parallel_batches_encode_the_same_moment_of_another_domain(parallel_dataset: Path) -> None:
+    from musictranslate.audio import companded, mu_law_encode
+    from musictranslate.data import Augmentation, DomainBatches, open_sources, scan_domains
+
+    files = scan_domains(parallel_dataset)
+    sources = [open_sources(found, 1600)[0] for found in files.values()]
+    saw, sine = list(files).index("saw"), list(files).index("sine")
+    batches = DomainBatches(sources, 8, 1600, seed=3, augmentation=Augmentation(enabled=False), parallel=1.0)
+    domain, input_domains, encoder_input, target = batches[sine]
+    assert domain == sine and (input_domains == saw).all()
+    for row in range(8):
+        # find where the sine target sits in its file, then check the input is the saw's same stretch
+        clean = target[row].numpy()
+        for index, source in enumerate(sources[sine]):
+            audio = mu_law_encode(source.read(0, source.length))
+            hits = [s for s in range(source.length - 1600 + 1) if (audio[s : s + 1600] == clean).all()]
+            if hits:
+                partner = sources[saw][index]
+                assert partner.path.stem == source.path.stem
+                expected = companded(mu_law_encode(partner.read(hits[0], 1600)))
+                assert torch.equal(encoder_input[row], torch.from_numpy(expected))
+                break
+        else:
+            pytest.fail("the target is from no sine file")
+    unpaired = DomainBatches(sources, 8, 1600, seed=3, augmentation=Augmentation(enabled=False))
+    assert (unpaired[sine][1] == sine).all()  # without --parallel: the paper's autoencoder
+
+
+def test_parallel_training_lowers_the_loss(parallel_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    args = ("train", parallel_dataset, "--out", out, *TINY, "--steps", "60", "--lr", "1e-2", "--no-augment")
+    result = run(*args, "--parallel", "1")
+    assert result.exit_code == 0, result.output
+    losses = [r["reconstruction"] for r in log_of(out)]
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.5
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["training"]["options"]["parallel"] == 1.0
+    bad = run(*args[:3], tmp_path / "other", *TINY, "--parallel", "1.5")
+    assert bad.exit_code == 2 and "--parallel" in bad.output

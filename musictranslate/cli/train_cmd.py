@@ -118,6 +118,15 @@ def train_command(
         ),
     ] = None,
     warmup: WarmupOption = None,
+    parallel: Annotated[
+        float,
+        typer.Option(
+            "--parallel",
+            help="Share of segments (0-1) the encoder reads from another domain's rendering of the "
+            "same notes, for data with the same file names in every domain (`make data`); 0: the "
+            "paper's autoencoding only.",
+        ),
+    ] = 0.0,
     quiet: QuietOption = False,
 ) -> None:
     """Train a model: shared encoder, one decoder per domain, domain confusion."""
@@ -143,6 +152,7 @@ def train_command(
             augment=not no_augment,
             device=device,
             warmup_steps=warmup,
+            parallel=parallel,
         )
         with _training_progress(quiet) as progress:
             out_folder = model_output_path(out, models)
