@@ -47,8 +47,8 @@ data: install
 # batches per domain, so a run stopped at any moment loses at most a few minutes.
 # lr 5e-5: the shipped weights were trained last with batches of 32 x 1 s on a GPU; with these
 # 8x smaller batches a larger rate raised the validation loss (models/default/README.md, History).
-DEFAULT_TRAIN = --out models/default --preset small --steps 100000 --batch-size 8 --lr 5e-5 --segment 0.5 \
-	--bf16 --checkpoint-every 50 --val-batches 2 --workers 1
+DEFAULT_TRAIN = -o models/default --preset small --steps 100000 --batch-size 8 --lr 5e-5 --segment 0.5 \
+	--bf16 --checkpoint-every 50 --val-batches 2 --loader-workers 1
 DEFAULT_CHECKPOINT = models/default.train/checkpoint/state.json
 train-default: data
 	$(BIN)/musictranslate train data/train $(DEFAULT_TRAIN) \
@@ -61,7 +61,7 @@ train-default: data
 REFINE_STEPS ?= 2000
 refine-default-piano: data
 	$(BIN)/musictranslate add-domain data/train/piano --name piano --refine -m default --steps $(REFINE_STEPS) \
-		--batch-size 8 --segment 0.5 --lr 5e-5 --warmup 100 --bf16 --checkpoint-every 50 --workers 1
+		--batch-size 8 --segment 0.5 --lr 5e-5 --warmup 100 --bf16 --checkpoint-every 50 --loader-workers 1
 
 # Scores the default model (needs `make data`) and writes the numbers into its model card.
 evaluate-default: install

@@ -23,7 +23,8 @@ from musictranslate.model import Decoder
 
 def machine() -> dict:
     """What the figures were measured on."""
-    from musictranslate.speed import available_workers, native_bf16
+    from musictranslate.runtime import native_bf16
+    from musictranslate.speed import available_workers
 
     model = platform.processor() or platform.machine()
     try:
@@ -83,8 +84,8 @@ class BenchModel:
 
 def default_model_folder() -> Path | None:
     """``models/default`` of the registry when it exists (it is trained separately)."""
+    from musictranslate.catalog import find_model
     from musictranslate.errors import MusicTranslateError
-    from musictranslate.registry import find_model
 
     try:
         return find_model("default")

@@ -1,6 +1,6 @@
 """Training throughput: audio samples per second through one full training step.
 
-A step is what ``musictranslate train`` runs (``train.Trainer.step``): the confusion net's step,
+A step is what ``musictranslate train`` runs (``train_step.Trainer.step``): the confusion net's step,
 then the encoder and decoder forward and backward against it, gradient clipping and Adam. Batches
 of 0.25 s segments, float32 and bf16 autocast, on all the threads torch uses.
 """
@@ -19,7 +19,9 @@ BATCH = {"paper": 2, "small": 8}
 
 def step_rate(name: str, bf16: bool, steps: int) -> float:
     """Samples/s of ``steps`` training steps (after one untimed step)."""
-    from musictranslate.train import Distributed, Trainer, TrainOptions
+    from musictranslate.distributed import Distributed
+    from musictranslate.train import TrainOptions
+    from musictranslate.train_step import Trainer
 
     cfg = preset(name)
     batch, length = BATCH[name], int(SEGMENT_SECONDS * SAMPLE_RATE)

@@ -16,7 +16,7 @@ _EXPORTS = {
     "decode": "translation",
     "fit_input": "input_fit",
     "load_model": "registry",
-    "list_models": "registry",
+    "list_models": "catalog",
     "load_audio": "audio",
     "save_audio": "audio",
     "GenerationOptions": "generate",
@@ -42,11 +42,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .audio import load_audio, save_audio
+    from .catalog import list_models
     from .config import ModelConfig
     from .errors import MusicTranslateError
     from .generate import GenerationOptions
     from .input_fit import fit_input
-    from .registry import list_models, load_model
+    from .registry import load_model
     from .translation import blend, decode, encode, translate
 
 

@@ -165,6 +165,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     The file is streamed block by block, so memory holds the result plus one block, whatever the
     file's channels, rate and length (design: bounded memory on hours-long files).
     """
+    return read_audio(path, sample_rate)[0]
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    """``load_audio``, and the file's own sample rate: outputs are written at it by default."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -174,15 +179,35 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         raise AudioError(f"{path}: file is empty (0 bytes)")
     if path.suffix.lower() in _FFMPEG_ONLY:
         data, rate = _read_with_ffmpeg(path)
-        return _mono_stream(path, [data], rate, sample_rate, len(data))
+        return _mono_stream(path, [data], rate, sample_rate, len(data)), rate
     try:
         with _native_stderr_silenced(), sf.SoundFile(path) as handle:
-            return _mono_stream(path, _blocks(handle), handle.samplerate, sample_rate, handle.frames)
+            rate = handle.samplerate
+            return _mono_stream(path, _blocks(handle), rate, sample_rate, handle.frames), rate
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(
             f"{path}: not a readable audio file ({_unreadable_reason(exc, path)}); "
             f"supported: {', '.join(AUDIO_EXTENSIONS)}"
         ) from None
+
+
+def read_comment(path: str | os.PathLike) -> str:
+    """The comment tag in a file's metadata (WAV INFO, Vorbis comment, ID3), ``""`` when it has
+    none or cannot be read: only the header is opened, so a folder scan stays fast."""
+    if Path(path).suffix.lower() in _FFMPEG_ONLY:
+        return ""
+    try:
+        with _native_stderr_silenced(), sf.SoundFile(path) as handle:
+            return handle.comment or ""
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError):
+        return ""
+
+
+def resample(audio: np.ndarray, rate: int, to_rate: int) -> np.ndarray:
+    """``audio`` at ``rate`` resampled to ``to_rate`` with soxr (its high-quality default)."""
+    if rate == to_rate:
+        return audio
+    return soxr.resample(audio, rate, to_rate).astype(np.float32, copy=False)
 
 
 def check_audible(audio: np.ndarray, name: str, min_samples: int) -> None:

@@ -39,6 +39,14 @@ class UsageError(MusicTranslateError):
     exit_code = 2
 
 
+class TrainingError(MusicTranslateError):
+    """Training cannot start or go on: a bad resume state, a diverged loss."""
+
+
+class DivergedError(TrainingError):
+    """The loss or the weights stopped being finite; nothing from that step on is saved."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type when it has none): library errors that
     span lines (libsndfile, safetensors, torch) must fit a one-line report."""

@@ -13,15 +13,26 @@ work is split in three steps that the CLI calls in order:
 
 Every output gets a ``Result`` with its timing and status; the CLI prints them as a table or
 JSON. Nothing here prints.
+
+Re-running over a folder must not translate the tool's own outputs (``a_piano.wav`` into
+``a_piano_piano.wav``). Every output carries a provenance comment in its own metadata
+(``PROVENANCE_PREFIX``), and a folder scan skips files that carry it, with a note. A file's name
+is no evidence: a user's own ``solo_piano.wav`` is music to translate. The tag suffices because
+every extension a folder scan picks up (``AUDIO_EXTENSIONS``) that the tool can write -- wav,
+flac, ogg, mp3, aiff -- holds a comment (a test writes and reads it back in each), and inputs
+whose format cannot be written (m4a, aac, opus) are written as wav; the formats that hold no tag
+(au, w64 ...) are never picked up by a scan. Within one run, an input that another input's output
+will replace is skipped too. A file named on its own is translated even if the tool wrote it: that
+is a deliberate second translation.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -33,12 +44,12 @@ import soundfile as sf
 import torch
 
 from . import __version__
-from .audio import AUDIO_EXTENSIONS, check_audible, load_audio, save_audio
+from .audio import AUDIO_EXTENSIONS, check_audible, read_audio, read_comment, resample, save_audio
 from .config import SAMPLE_RATE
-from .errors import DomainError, MusicTranslateError, UsageError
+from .errors import DomainError, MusicTranslateError, OutputError, UsageError
 from .generate import GenerationOptions, Progress
 from .input_fit import AUTO
-from .loudness import match_loudness
+from .loudness import limit_peak
 from .registry import Model
 from .translation import decode, encode_blend, encode_fitted
 
@@ -48,42 +59,17 @@ DEFAULT_EXTENSION = ".wav"
 RECOVERABLE = (MusicTranslateError, OSError, MemoryError)
 """Failures that belong to one input or output; anything else is a bug and stops the run."""
 
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""The only sample rates an MPEG audio file can hold."""
 
-# --------------------------------------------------------------------------------------------
-# runtime: device, threads, seeds
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` only when torch sees a CUDA device, else ``cpu``; never assumes cuda."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MusicTranslateError("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name}: choose auto, cpu or cuda")
-    return name
+PROVENANCE_PREFIX = "musictranslate "
+"""How every output's metadata comment starts (``musictranslate 0.1.0: model=... domain=...``)."""
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch, so any randomness outside the sampler is reproducible too.
-
-    The sampler itself is seeded again for every output (``GenerationOptions.seed``), so a file's
-    translation does not depend on which other files were translated before it in the same run.
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def configure_runtime(device: str, threads: int | None, seed: int) -> str:
-    """Apply ``--threads`` and ``--seed`` and return the resolved device."""
-    resolved = resolve_device(device)
-    if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads {threads}: give at least 1")
-        torch.set_num_threads(threads)
-    seed_everything(seed)
-    return resolved
+def provenance(path: Path) -> str | None:
+    """The provenance comment of a file this tool wrote, ``None`` for any other file."""
+    comment = read_comment(path)
+    return comment if comment.startswith(PROVENANCE_PREFIX) and " model=" in comment else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,14 +90,22 @@ class Result:
     seed: int
     seconds: float | None = None
     wall_seconds: float = 0.0
-    status: str = "ok"
+    status: str = "ok"  # ok, failed or skipped
     error: str | None = None
     traceback: str | None = None  # of a failure, for ``--debug``; not part of the JSON record
     transpose: tuple[int, ...] = ()
+    sample_rate: int | None = None  # of the file written
+    model: str | None = None
+    device: str | None = None
+    note: str | None = None  # why an input was skipped, or what a user should know about it
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
 
     @property
     def rtf(self) -> float | None:
@@ -121,7 +115,8 @@ class Result:
 
     def to_dict(self) -> dict:
         """The JSON record: ``input, output, domain, seconds, wall_seconds, rtf, status, error, seed,
-        transpose`` (semitones per input, ``[]`` when it was never encoded)."""
+        transpose`` (semitones per input, ``[]`` when it was never encoded), ``sample_rate`` (of
+        the file written), ``model``, ``device`` and ``note``."""
         rtf = self.rtf
         return {
             "input": self.input,
@@ -134,6 +129,10 @@ class Result:
             "error": self.error,
             "seed": self.seed,
             "transpose": list(self.transpose),
+            "sample_rate": self.sample_rate,
+            "model": self.model,
+            "device": self.device,
+            "note": self.note,
         }
 
 
@@ -143,13 +142,16 @@ class Result:
 
 @dataclass
 class Encoded:
-    """An input's latent, the length to decode, the audio whose loudness the output matches, and
-    the semitones each input was shifted by to fit the model's register (``input_fit``)."""
+    """An input's latent, the length to decode, the audio whose loudness the output matches, the
+    semitones each input was shifted by to fit the model's register (``input_fit``), the input's
+    own sample rate (the output's unless another is asked for), and warnings for the user."""
 
     latent: torch.Tensor
     length: int
     reference: np.ndarray
     transpose: tuple[int, ...]
+    sample_rate: int = SAMPLE_RATE
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -169,6 +171,7 @@ class Task:
     inputs: tuple[Path, ...]
     targets: list[Target] = field(default_factory=list)
     encode: Callable[[Model, int | str], Encoded] | None = None
+    skip: str | None = None  # why this input is left alone (the tool wrote it)
 
 
 @dataclass(frozen=True)
@@ -299,21 +302,40 @@ def _mark_duplicates(tasks: list[Task]) -> None:
                 owners[key] = task.label
 
 
+def _skip_outputs_of_this_run(tasks: list[Task]) -> None:
+    """An input that another input's output replaces in this run (``--force``) is left alone:
+    read after that, it would be the run's own output."""
+    written = {
+        t.output.resolve(): task.label for task in tasks for t in task.targets if t.output and not t.error
+    }
+    for task in tasks:
+        if task.encode is None or task.skip:
+            continue
+        owner = next((written[p.resolve()] for p in task.inputs if p.resolve() in written), None)
+        if owner is not None and owner != task.label:
+            task.skip = f"skipped: the output of {owner} in this run replaces it"
+            task.targets = []
+
+
 def _encode_file(path: Path, model: Model, transpose: int | str) -> Encoded:
-    audio = load_audio(path)
+    audio, rate = read_audio(path)
     check_audible(audio, str(path), model.config.pool)
-    latent, semitones = encode_fitted(model, audio, transpose)
-    return Encoded(latent, len(audio), audio, (semitones,))
+    latent, semitones = encode_fitted(audio, model=model, transpose=transpose)
+    return Encoded(latent, len(audio), audio, (semitones,), rate)
 
 
 def _encode_pair(
     first: Path, second: Path, keep: float, crossfade: float, model: Model, transpose: int | str
 ) -> Encoded:
-    a, b = load_audio(first), load_audio(second)
+    (a, rate), (b, _) = read_audio(first), read_audio(second)
     for path, audio in ((first, a), (second, b)):
         check_audible(audio, str(path), model.config.pool)
-    latent, shifts = encode_blend(model, a, b, keep, crossfade, transpose)
-    return Encoded(latent, latent.shape[1] * model.config.pool, np.concatenate([a, b]), shifts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        latent, shifts = encode_blend(a, b, model=model, keep=keep, crossfade=crossfade, transpose=transpose)
+    notes = tuple(f"{first}: {w.message}" for w in caught)
+    length = latent.shape[1] * model.config.pool
+    return Encoded(latent, length, np.concatenate([a, b]), shifts, rate, notes)
 
 
 def plan_translate(
@@ -342,6 +364,13 @@ def plan_translate(
             if key in seen:
                 continue
             seen.add(key)
+            written_by = provenance(source.path) if given.is_dir() else None
+            if written_by is not None:
+                why = (
+                    f"skipped: written by {written_by.partition(' seed=')[0]}; name the file to translate it"
+                )
+                tasks.append(Task(str(source.path), (source.path,), skip=why))
+                continue
             extension = _output_extension(source.path, fmt)
             targets = []
             for domain in domains:
@@ -355,6 +384,7 @@ def plan_translate(
                 targets.append(Target(domain, path))
             tasks.append(Task(str(source.path), (source.path,), targets, partial(_encode_file, source.path)))
     _mark_duplicates(tasks)
+    _skip_outputs_of_this_run(tasks)
     return tasks
 
 
@@ -394,9 +424,12 @@ class RunOptions:
     force: bool = False
     match_loudness: bool = True
     transpose: int | str = AUTO
+    sample_rate: int | None = None  # of the files written; None: each input's own
 
 
 ProgressFactory = Callable[[str], AbstractContextManager[Progress | None]]
+StatusCallback = Callable[[str], None]
+"""Told what a run is doing before a progress bar can show it (fitting and encoding an input)."""
 
 
 def _prepare_output(target: Target, inputs: tuple[Path, ...], force: bool) -> str | None:
@@ -420,6 +453,19 @@ def _prepare_output(target: Target, inputs: tuple[Path, ...], force: bool) -> st
     return None
 
 
+def output_rate(path: Path, rate: int, asked: bool) -> int:
+    """The sample rate to write ``path`` at: ``rate``, or for an mp3 the nearest rate MPEG can
+    hold when ``rate`` was only the input's (a 96 kHz recording becomes a 48 kHz mp3)."""
+    if path.suffix.lower() != ".mp3" or rate in MP3_RATES:
+        return rate
+    if asked:
+        raise OutputError(
+            f"{path}: mp3 cannot hold {rate} Hz; give --sample-rate one of "
+            f"{', '.join(map(str, MP3_RATES))}, or another --format"
+        )
+    return min(MP3_RATES, key=lambda r: abs(r - rate))
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "out of memory; try a shorter file or a smaller --batch-size"
@@ -434,6 +480,7 @@ def run(
     options: RunOptions = RunOptions(),
     progress: ProgressFactory | None = None,
     on_result: Callable[[Result], None] | None = None,
+    on_status: StatusCallback | None = None,
 ) -> list[Result]:
     """Encode each task once, decode it for each target, write the outputs; one ``Result`` each.
 
@@ -448,7 +495,7 @@ def run(
             on_result(result)
 
     for task in tasks:
-        _run_task(model, task, options, progress, record)
+        _run_task(model, task, options, progress, record, on_status)
     return results
 
 
@@ -458,13 +505,21 @@ def _run_task(
     options: RunOptions,
     progress: ProgressFactory | None,
     record: Callable[[Result], None],
+    on_status: StatusCallback | None = None,
 ) -> None:
     seed = options.generation.seed
+    setup = {"model": model.name, "device": options.generation.device}
 
     def failed(target: Target, error: str, seconds: float | None = None, wall: float = 0.0) -> None:
         output = None if target.output is None else str(target.output)
         trace = traceback.format_exc() if sys.exc_info()[0] is not None else None
-        record(Result(task.label, output, target.domain, seed, seconds, wall, "failed", error, trace))
+        record(
+            Result(task.label, output, target.domain, seed, seconds, wall, "failed", error, trace, **setup)
+        )
+
+    if task.skip is not None:
+        record(Result(task.label, None, None, seed, status="skipped", note=task.skip, **setup))
+        return
 
     missing = next((p for p in task.inputs if not p.exists()), None)
     ready = []
@@ -479,6 +534,8 @@ def _run_task(
     if not ready or task.encode is None:
         return
 
+    if on_status is not None:
+        on_status(f"{task.label}: fitting to the model's register and level, encoding")
     started = time.perf_counter()
     try:
         encoded = task.encode(model, options.transpose)
@@ -489,23 +546,34 @@ def _run_task(
         return
     share = (time.perf_counter() - started) / len(ready)
     seconds = encoded.length / SAMPLE_RATE
+    note = " ".join(encoded.warnings) or None
 
     for target in ready:
         started = time.perf_counter()
         bar = progress(f"{task.label} -> {target.domain}") if progress else nullcontext()
         try:
+            rate = output_rate(
+                target.output, options.sample_rate or encoded.sample_rate, bool(options.sample_rate)
+            )
             with bar as update:
                 audio = decode(
-                    model, encoded.latent, target.domain, encoded.length, options.generation, update
+                    encoded.latent,
+                    target.domain,
+                    model=model,
+                    length=encoded.length,
+                    options=options.generation,
+                    progress=update,
+                    loudness_of=encoded.reference if options.match_loudness else None,
                 )
-            if options.match_loudness:
-                audio = match_loudness(audio, encoded.reference)
-            provenance = (
-                f"musictranslate {__version__}: model={model.name} domain={target.domain} "
+            audio = resample(audio, SAMPLE_RATE, rate)
+            if options.match_loudness and rate != SAMPLE_RATE:
+                audio = limit_peak(audio)  # resampling can lift a peak past the -1 dBFS ceiling
+            tag = (
+                f"{PROVENANCE_PREFIX}{__version__}: model={model.name} domain={target.domain} "
                 f"seed={seed} temperature={options.generation.temperature} "
                 f"transpose={','.join(map(str, encoded.transpose))}"
             )
-            save_audio(target.output, audio, force=options.force, comment=provenance)
+            save_audio(target.output, audio, rate, force=options.force, comment=tag)
         except RECOVERABLE as exc:
             failed(target, _describe(exc), seconds, share + time.perf_counter() - started)
         else:
@@ -519,5 +587,8 @@ def _run_task(
                     seconds,
                     wall,
                     transpose=encoded.transpose,
+                    sample_rate=rate,
+                    note=note,
+                    **setup,
                 )
             )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .config import ModelConfig
+from .runtime import native_bf16
 
 if TYPE_CHECKING:
     from .generate import GenerationOptions
@@ -45,8 +46,6 @@ STEP_COSTS: dict[torch.dtype, StepCost] = {
 
 MAX_STATE_BYTES = 1024 * 2**20
 """Decoder state (rings) allowed for all segments at once: memory stays flat on long files."""
-
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -104,23 +103,6 @@ def step_seconds(cfg: ModelConfig, dtype: torch.dtype, batch: int) -> float:
 
 
 @cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def native_bf16() -> bool:
-    """True where bf16 matmuls run on bf16 dot-product instructions (faster than fp32)."""
-    return any(flag in cpu_flags() for flag in BF16_FLAGS)
-
-
 def available_workers() -> int:
     """CPU threads torch may use here (``--threads`` lowers it), at most the usable cores."""
     try:

@@ -1,34 +1,26 @@
-"""Training: the paper's alternating confusion / autoencoder steps, checkpoints, resume, DDP.
+"""Training runs: ``train`` (all domains, the paper's recipe) and ``add_domain`` (one decoder,
+the encoder frozen), their options, where they start from, and the run loop they share.
 
-Each step takes one batch from one domain (domains take turns). First the confusion net C takes
-a step to recognise the domain from the (detached) latent; then the encoder and that domain's
-decoder take a step on ``CE(reconstruction) - lambda * CE(C(latent), domain)`` against the
-updated C. ``add_domain`` reuses the same loop with the encoder frozen and no confusion term.
+The step itself -- the confusion net's, then the autoencoder's -- is ``train_step``; the resume
+state is ``checkpoint``; several processes under ``torchrun`` are ``distributed``.
 
 A run keeps two things beside the model folder ``models/NAME``: ``models/NAME.train/checkpoint``
-(weights + optimizer state + step: everything needed to resume, swapped in atomically) and
-``models/NAME.train/log.jsonl`` (one line per logged step). Batches are a pure function of
-``(seed, step, rank)``, so a resumed run continues exactly where an uninterrupted one would be.
-Under ``torchrun`` every rank draws its own batches of the same domain and gradients are averaged
-by DistributedDataParallel; only rank 0 writes.
+(everything needed to resume) and ``models/NAME.train/log.jsonl`` (one line per logged step).
+Batches are a pure function of ``(seed, step, rank)``, so a resumed run continues exactly where
+an uninterrupted one would be.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
 
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, run_folder, save_checkpoint
 from .config import PRESETS, SAMPLE_RATE, ModelConfig, preset
 from .data import (
     Augmentation,
@@ -39,9 +31,8 @@ from .data import (
     split_files,
     training_level_db,
 )
-from .errors import MusicTranslateError, UsageError, first_line
-from .jobs import resolve_device
-from .model import ConfusionNet, Decoder, Encoder
+from .distributed import Distributed
+from .errors import DivergedError, TrainingError, UsageError, first_line
 from .registry import (
     Model,
     add_decoder,
@@ -50,21 +41,11 @@ from .registry import (
     refined_decoders,
     restore_interrupted,
     save_model,
-    write_folder_atomically,
 )
+from .runtime import resolve_device
+from .train_step import Trainer
 
-CHECKPOINT_FORMAT = 1
-
-
-class TrainingError(MusicTranslateError):
-    """Training cannot start or go on: a bad resume state, a diverged loss."""
-
-
-class DivergedError(TrainingError):
-    """The loss or the weights stopped being finite; nothing from that step on is saved."""
-
-
-_FLAGS = {"segment_seconds": "--segment", "confusion_weight": "--lambda"}
+_FLAGS = {"segment_seconds": "--segment", "confusion_weight": "--lambda", "workers": "--loader-workers"}
 """Command-line names of the options whose flag is not their field name."""
 
 
@@ -117,7 +98,7 @@ class TrainOptions:
         if not 0 <= self.parallel <= 1:
             raise UsageError(f"--parallel {self.parallel}: give a share from 0 to 1")
         if self.workers < 0:
-            raise UsageError(f"--workers {self.workers}: give 0 (load in the main process) or more")
+            raise UsageError(f"--loader-workers {self.workers}: give 0 (load in the main process) or more")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainOptions:
@@ -144,244 +125,9 @@ StepCallback = Callable[[int, int, dict], None]
 """Called as ``on_step(step, total_steps, stats)`` after every step."""
 
 
-def run_folder(model_folder: Path) -> Path:
-    """Where a model's resume state and log live: beside it, never inside the shipped model."""
-    return model_folder.with_name(model_folder.name + ".train")
-
-
 def pick_device(name: str) -> torch.device:
     """``auto`` means CUDA when present, else CPU; never assume CUDA (as for translation)."""
     return torch.device(resolve_device(name))
-
-
-class Distributed:
-    """Rank and world size under torchrun (gloo on CPU, nccl on CUDA); a no-op otherwise."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.device = device
-        if self.world > 1:
-            import torch.distributed as dist
-
-            if device.type == "cuda":
-                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-                torch.cuda.set_device(self.device)
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def wrap(self, module: nn.Module, partly_used: bool = False) -> nn.Module:
-        """DDP around ``module``; ``partly_used`` when a step touches only some of its parameters."""
-        if self.world == 1:
-            return module
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=partly_used)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
-
-
-class AutoEncoders(nn.Module):
-    """The shared encoder and the decoder bank as one module, so DDP can wrap them together."""
-
-    def __init__(self, encoder: Encoder, decoders: dict[str, Decoder]) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.decoders = nn.ModuleDict(decoders)
-
-    def forward(self, domain: str, encoder_input: torch.Tensor, target: torch.Tensor):
-        latent = self.encoder(encoder_input)
-        return self.decoders[domain](target, latent), latent
-
-
-class Trainer:
-    """Owns the modules, optimisers and one training step."""
-
-    def __init__(
-        self,
-        config: ModelConfig,
-        domains: list[str],
-        options: TrainOptions,
-        dist: Distributed,
-        encoder: Encoder | None = None,
-        train_encoder: bool = True,
-    ) -> None:
-        torch.manual_seed(options.seed)
-        self.config, self.domains, self.options, self.dist = config, domains, options, dist
-        self.train_encoder = train_encoder
-        self.first_step = 0  # where this optimiser started: the learning-rate ramp counts from it
-        device = dist.device
-        encoder = encoder or Encoder(config)
-        encoder.requires_grad_(train_encoder)
-        self.autoencoders = AutoEncoders(encoder, {d: Decoder(config) for d in domains}).to(device)
-        self.confusion = ConfusionNet(config, len(domains)).to(device)
-        self.ae = dist.wrap(self.autoencoders, partly_used=True)
-        self.conf = dist.wrap(self.confusion)
-        params = [p for p in self.autoencoders.parameters() if p.requires_grad]
-        self.ae_opt = torch.optim.Adam(params, lr=options.lr)
-        self.conf_opt = torch.optim.Adam(self.confusion.parameters(), lr=options.lr)
-
-    def set_lr(self, step: int) -> None:
-        lr = self.options.lr * self.options.lr_decay ** (step // self.options.lr_decay_every)
-        lr *= min(1.0, (step - self.first_step + 1) / (self.options.warmup_steps or 1))
-        for opt in (self.ae_opt, self.conf_opt):
-            for group in opt.param_groups:
-                group["lr"] = lr
-
-    def _autocast(self):
-        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.options.bf16)
-
-    def step(
-        self,
-        step: int,
-        domain: int,
-        input_domains: torch.Tensor,
-        encoder_input: torch.Tensor,
-        target: torch.Tensor,
-    ) -> dict:
-        """One confusion step then one autoencoder step; returns the losses as floats.
-
-        ``domain`` names the decoder (the target's domain); ``input_domains`` the domain each
-        encoder input came from, which the confusion net learns to tell and the encoder to hide.
-        """
-        device, name = self.dist.device, self.domains[domain]
-        encoder_input, target = encoder_input.to(device), target.to(device)
-        labels = input_domains.to(device)
-        self.set_lr(step)
-        self.autoencoders.train()
-        with self._autocast():
-            logits, latent = self.ae(name, encoder_input, target)
-        stats: dict = {"domain": name, "lr": self.ae_opt.param_groups[0]["lr"]}
-        if self.train_encoder:
-            self.conf_opt.zero_grad(set_to_none=True)
-            with self._autocast():
-                conf_logits = self.conf(latent.detach())
-            conf_loss = F.cross_entropy(conf_logits.float(), labels)
-            conf_loss.backward()
-            nn.utils.clip_grad_norm_(self.confusion.parameters(), self.options.grad_clip)
-            self.conf_opt.step()
-            stats["confusion"] = conf_loss.item()
-            stats["confusion_acc"] = (conf_logits.argmax(1) == labels).float().mean().item()
-        recon = F.cross_entropy(logits.float(), target)
-        loss = recon
-        if self.train_encoder:
-            with self._autocast():
-                adversary = F.cross_entropy(self.confusion(latent).float(), labels)
-            loss = recon - self.options.confusion_weight * adversary
-        if not torch.isfinite(loss):
-            raise DivergedError(f"loss became {loss.item()} at step {step + 1}")
-        self.ae_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.autoencoders.parameters(), self.options.grad_clip)
-        self.ae_opt.step()
-        stats["reconstruction"] = recon.item()
-        return stats
-
-    def start_decoder_from(self, model: Model, domain: str) -> None:
-        """Begin ``domain``'s decoder from ``model``'s trained weights instead of fresh ones."""
-        self.autoencoders.decoders[domain].load_state_dict(model.decoder(domain).state_dict())
-
-    @torch.no_grad()
-    def check_finite(self, step: int) -> None:
-        """Refuse to checkpoint weights that overflowed although the last loss was still finite."""
-        modules = itertools.chain(self.autoencoders.named_parameters(), self.confusion.named_parameters())
-        for name, parameter in modules:
-            if not torch.isfinite(parameter).all():
-                raise DivergedError(f"weight {name} became non-finite at step {step}")
-
-    @torch.no_grad()
-    def validate(self, batches: list[tuple]) -> dict[str, float]:
-        """Mean reconstruction loss of fixed validation batches (items of :class:`DomainBatches`),
-        per domain, without augmentation."""
-        self.autoencoders.eval()
-        losses: dict[str, list[float]] = {}
-        for domain, _, encoder_input, target in batches:
-            name = self.domains[domain]
-            with self._autocast():
-                logits, _ = self.autoencoders(
-                    name, encoder_input.to(self.dist.device), target.to(self.dist.device)
-                )
-            loss = F.cross_entropy(logits.float(), target.to(self.dist.device)).item()
-            losses.setdefault(name, []).append(loss)
-        return {name: sum(values) / len(values) for name, values in losses.items()}
-
-    # ---- checkpoint state: tensors (safetensors) + JSON, never pickle -------------------------
-    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        tensors = {f"model.{k}": v for k, v in self.autoencoders.state_dict().items()}
-        tensors |= {f"confusion.{k}": v for k, v in self.confusion.state_dict().items()}
-        groups = {}
-        for name, opt in (("ae_opt", self.ae_opt), ("conf_opt", self.conf_opt)):
-            state = opt.state_dict()
-            for index, values in state["state"].items():
-                for key, value in values.items():
-                    tensors[f"{name}.{index}.{key}"] = torch.as_tensor(value)
-            groups[name] = state["param_groups"]
-        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, groups
-
-    def load_state(self, tensors: dict[str, torch.Tensor], groups: dict) -> None:
-        def prefixed(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-        self.autoencoders.load_state_dict(prefixed("model."))
-        self.confusion.load_state_dict(prefixed("confusion."))
-        for name, opt in (("ae_opt", self.ae_opt), ("conf_opt", self.conf_opt)):
-            state: dict[int, dict] = {}
-            for key, value in prefixed(f"{name}.").items():
-                index, field_name = key.split(".", 1)
-                state.setdefault(int(index), {})[field_name] = value
-            opt.load_state_dict({"state": state, "param_groups": groups[name]})
-
-
-def _save_checkpoint(run: Path, trainer: Trainer, meta: dict) -> None:
-    tensors, groups = trainer.state()
-
-    def fill(staging: Path) -> None:
-        save_file(tensors, staging / "state.safetensors")
-        (staging / "state.json").write_text(json.dumps(meta | {"optimizer_groups": groups}, indent=1))
-
-    write_folder_atomically(run / "checkpoint", fill)
-
-
-CHECKPOINT_KEYS = ("step", "architecture", "domains", "options", "optimizer_groups")
-
-
-def _load_checkpoint(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Resume state from safetensors and JSON only: nothing in a checkpoint is ever unpickled."""
-    folder = run / "checkpoint"
-    start_over = f"delete {run} to start over, or train into another --out"
-    if not (folder / "state.json").is_file():
-        raise TrainingError(f"{folder}: no checkpoint to resume from; start without --resume")
-    try:
-        meta = json.loads((folder / "state.json").read_text())
-        tensors = load_file(folder / "state.safetensors")
-    except (OSError, ValueError, SafetensorError) as exc:
-        raise TrainingError(
-            f"{folder}: unreadable checkpoint, truncated or corrupt ({first_line(exc)}); {start_over}"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise TrainingError(f"{folder}: checkpoint format {found} is not supported; {start_over}")
-    missing = [key for key in CHECKPOINT_KEYS if key not in meta]
-    if missing:
-        raise TrainingError(f"{folder}: checkpoint lacks {', '.join(missing)}; {start_over}")
-    return tensors, meta
 
 
 @dataclass
@@ -426,7 +172,7 @@ def _refuse_to_drop_added_decoders(model: Model, domains: list[str]) -> None:
         raise TrainingError(
             f"{model.path}: going on with this run would drop decoder(s) {', '.join(added)}, added "
             f"by add-domain after its checkpoint; keep this model as it is and go on in another "
-            f"folder instead: `train DATA --out NEW --init {model.path}`, then add them there again"
+            f"folder instead: `train DATA -o NEW --init {model.path}`, then add them there again"
         )
 
 
@@ -636,11 +382,11 @@ def train(
         initialised_from = None
         restore_interrupted(run / "checkpoint")  # killed mid-swap: the previous one is still there
         if resume:
-            tensors, meta = _load_checkpoint(run)
+            tensors, meta = load_checkpoint(run)
             if meta["architecture"] != config.to_dict():
                 raise TrainingError(
                     f"{run / 'checkpoint'}: was trained with another architecture (preset "
-                    f"{meta['options']['preset']!r}); resume with the same --preset or start a new --out"
+                    f"{meta['options']['preset']!r}); resume with the same --preset or start a new --output"
                 )
             if meta["domains"] != domains:
                 raise TrainingError(
@@ -651,7 +397,7 @@ def train(
             except (RuntimeError, KeyError, ValueError) as exc:
                 raise TrainingError(
                     f"{run / 'checkpoint'}: does not fit this run ({first_line(exc)[:200]}); "
-                    "delete it to start over, or train into another --out"
+                    "delete it to start over, or train into another --output"
                 ) from None
             start, history_seconds = meta["step"], meta.get("wall_seconds", 0.0)
             # counted, not recomputed from today's batches: a run may go on with other ones
@@ -660,7 +406,7 @@ def train(
             refined_steps = _take_refined_decoders(out, trainer)
         elif (run / "checkpoint").exists():
             raise TrainingError(
-                f"{run}: a previous run exists; pass --resume to continue it, or pick another --out"
+                f"{run}: a previous run exists; pass --resume to continue it, or pick another --output"
             )
         elif init is not None:  # loaded only once no check above refuses the run
             initialised_from = _start_from_model(init, trainer)
@@ -704,7 +450,7 @@ def train(
                 "options": asdict(options),
                 "initialised_from": initialised_from,
             }
-            _save_checkpoint(run, trainer, meta)
+            save_checkpoint(run, trainer, meta)
 
         saved_in = run / "checkpoint"
         losses, val_losses = _loop(

@@ -1,41 +1,60 @@
 """The public API: ``translate(audio, domain)`` and ``blend(a, b, domain)`` -> audio.
 
-Audio in and out is mono float32 at 16 kHz (``load_audio`` gives exactly that). A user can do
-what the CLI does in three lines::
+Audio in and out is mono float32 at 16 kHz (``load_audio`` gives exactly that). Every function
+takes the audio (or latent) first and the model as the keyword ``model`` (a ``Model``, a registry
+name or a folder; ``"default"`` when left out). A user gets what the CLI writes in three lines::
 
     from musictranslate import load_audio, load_model, translate
     model = load_model("default")
-    piano = translate(load_audio("whistle.wav"), "piano", model)
+    piano = translate(load_audio("whistle.wav"), "piano", model=model)
+
+Like the CLI, generation runs on ``"auto"``: CUDA when torch sees a device, else the CPU, and the
+result is matched to the input's loudness (``match_loudness=False`` leaves the decoder's level).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .audio import check_audible, companded, mu_law_encode
+from .catalog import DEFAULT_MODEL
 from .config import SAMPLE_RATE
 from .fast_encoder import FastEncoder
 from .generate import DTypeLike, FastDecoder, GenerationOptions, Progress, generate, resolve_dtype
 from .input_fit import AUTO, fit_input
+from .loudness import match_loudness as matched
 from .registry import Model, load_model
-from .speed import native_bf16
+from .runtime import native_bf16, resolve_device
 
 ENCODE_CHUNK_FRAMES = 600
 """Frames (30 s at the paper's pool) encoded per chunk, so memory stays flat on long files."""
 
+ModelLike = Model | str | os.PathLike
 
-def _as_model(model: Model | str | None) -> Model:
+
+class BlendWarning(UserWarning):
+    """``keep`` reaches past the end of the first input: the blend has no crossfade."""
+
+
+def _as_model(model: ModelLike) -> Model:
     if isinstance(model, Model):
         return model
-    return load_model(model or "default")
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model)
+    raise TypeError(f"model must be a Model, a registry name or a folder, not {type(model).__name__}")
 
 
 @torch.inference_mode()
-def encode(model: Model, audio: np.ndarray, dtype: DTypeLike | None = None) -> torch.Tensor:
+def encode(
+    audio: np.ndarray, *, model: ModelLike = DEFAULT_MODEL, dtype: DTypeLike | None = None
+) -> torch.Tensor:
     """Audio -> latent ``(latent_dim, frames)``, one frame per ``pool`` samples (end zero-padded).
 
     ``dtype`` None means bfloat16 where the CPU has native bf16 dot products (3x faster; see
@@ -46,6 +65,7 @@ def encode(model: Model, audio: np.ndarray, dtype: DTypeLike | None = None) -> t
     is mu-law encoded on its own too: the whole file as int64 classes and float temporaries
     would cost several times the audio itself on an hours-long input.
     """
+    model = _as_model(model)
     cfg = model.config
     pool = cfg.pool
     total = max(1, math.ceil(len(audio) / pool)) * pool
@@ -68,43 +88,72 @@ def encode(model: Model, audio: np.ndarray, dtype: DTypeLike | None = None) -> t
 
 
 def decode(
-    model: Model,
     latent: torch.Tensor,
     domain: str,
-    length: int,
-    options: GenerationOptions = GenerationOptions(),
+    *,
+    model: ModelLike = DEFAULT_MODEL,
+    length: int | None = None,
+    options: GenerationOptions | None = None,
     progress: Progress | None = None,
+    loudness_of: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Latent -> ``length`` samples of audio in ``domain`` with the cached batched generator."""
+    """Latent -> ``length`` samples (default: every frame's) in ``domain`` with the cached
+    batched generator, at ``loudness_of``'s loudness when given (peak-limited to -1 dBFS).
+
+    ``options`` None generates as the CLI does: on ``auto`` (CUDA when present, else the CPU);
+    a device ``"auto"`` in ``options`` is resolved the same way.
+    """
+    model = _as_model(model)
+    model.check_domain(domain)
+    options = options or GenerationOptions(device="auto")
+    options = replace(options, device=resolve_device(options.device))
+    if length is None:
+        length = latent.shape[1] * model.config.pool
     fast = FastDecoder(model.decoder(domain), options.dtype, options.device)
-    return generate(fast, latent, length, options, progress)
+    audio = generate(fast, latent, length, options, progress)
+    return audio if loudness_of is None else matched(audio, loudness_of)
 
 
 def translate(
     audio: np.ndarray,
     domain: str,
-    model: Model | str | None = None,
-    options: GenerationOptions = GenerationOptions(),
+    *,
+    model: ModelLike = DEFAULT_MODEL,
+    options: GenerationOptions | None = None,
     progress: Progress | None = None,
     transpose: int | str = AUTO,
+    match_loudness: bool = True,
 ) -> np.ndarray:
     """Translate mono 16 kHz ``audio`` (any source, even an unseen instrument) into ``domain``.
 
     The input is first fitted to the model's training level and register (``fit_input``;
-    ``transpose`` in semitones, or ``"auto"``); the result is at the model's level.
+    ``transpose`` in semitones, or ``"auto"``); the result is at the input's loudness, as the
+    CLI writes it, unless ``match_loudness`` is False (then at the model's level).
     """
     model = _as_model(model)
     model.check_domain(domain)
     check_audible(audio, "input", model.config.pool)
-    latent, _ = encode_fitted(model, audio, transpose)
-    return decode(model, latent, domain, len(audio), options, progress)
+    latent, _ = encode_fitted(audio, model=model, transpose=transpose)
+    reference = audio if match_loudness else None
+    return decode(
+        latent,
+        domain,
+        model=model,
+        length=len(audio),
+        options=options,
+        progress=progress,
+        loudness_of=reference,
+    )
 
 
-def encode_fitted(model: Model, audio: np.ndarray, transpose: int | str = AUTO) -> tuple[torch.Tensor, int]:
+def encode_fitted(
+    audio: np.ndarray, *, model: ModelLike = DEFAULT_MODEL, transpose: int | str = AUTO
+) -> tuple[torch.Tensor, int]:
     """``encode`` after ``fit_input`` (the model's training level and register): the latent, and
     the semitones the input was shifted by."""
+    model = _as_model(model)
     fitted = fit_input(audio, model.input_level_db, transpose)
-    return encode(model, fitted.audio), fitted.semitones
+    return encode(fitted.audio, model=model), fitted.semitones
 
 
 def blend_latents(
@@ -124,41 +173,60 @@ def blend(
     first: np.ndarray,
     second: np.ndarray,
     domain: str,
-    model: Model | str | None = None,
+    *,
+    model: ModelLike = DEFAULT_MODEL,
     keep: float = 3.5,
     crossfade: float = 1.5,
-    options: GenerationOptions = GenerationOptions(),
+    options: GenerationOptions | None = None,
     progress: Progress | None = None,
     transpose: int | str = AUTO,
+    match_loudness: bool = True,
 ) -> np.ndarray:
     """Blend two pieces in latent space and decode the blend with ``domain``'s decoder.
 
     Keeps the first ``keep`` seconds of ``first``'s latent, crossfades the next ``crossfade``
     seconds of it with the first ``crossfade`` seconds of ``second``'s, then continues with the
-    rest of ``second``. Each piece is fitted on its own, as in ``translate``.
+    rest of ``second``. Each piece is fitted on its own, as in ``translate``; the result is at
+    the loudness of the two inputs together unless ``match_loudness`` is False.
     """
     model = _as_model(model)
     model.check_domain(domain)
-    latent, _ = encode_blend(model, first, second, keep, crossfade, transpose)
-    length = latent.shape[1] * model.config.pool
-    return decode(model, latent, domain, length, options, progress)
+    latent, _ = encode_blend(first, second, model=model, keep=keep, crossfade=crossfade, transpose=transpose)
+    reference = np.concatenate([first, second]) if match_loudness else None
+    return decode(latent, domain, model=model, options=options, progress=progress, loudness_of=reference)
 
 
 def encode_blend(
-    model: Model,
     first: np.ndarray,
     second: np.ndarray,
+    *,
+    model: ModelLike = DEFAULT_MODEL,
     keep: float = 3.5,
     crossfade: float = 1.5,
     transpose: int | str = AUTO,
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """The blended latent of ``blend``, without decoding (encode once, decode in many domains),
-    and the semitones each piece was shifted by."""
+    and the semitones each piece was shifted by.
+
+    Warns (``BlendWarning``) when ``keep`` is longer than ``first``: the blend is then all of it
+    followed by ``second`` with no crossfade, which is rarely what was meant.
+    """
     if keep < 0 or crossfade < 0:
         raise ValueError("keep and crossfade must be >= 0 seconds")
+    model = _as_model(model)
     for name, audio in (("first input", first), ("second input", second)):
         check_audible(audio, name, model.config.pool)
-    (a, a_shift), (b, b_shift) = (encode_fitted(model, audio, transpose) for audio in (first, second))
+    length = len(first) / SAMPLE_RATE
+    if keep > length:
+        warnings.warn(
+            f"keep ({keep:g} s) is longer than the first input ({length:.2f} s): the blend plays all of "
+            "it, then the second input with no crossfade; keep less of it",
+            BlendWarning,
+            stacklevel=2,
+        )
+    (a, a_shift), (b, b_shift) = (
+        encode_fitted(audio, model=model, transpose=transpose) for audio in (first, second)
+    )
     frame_rate = SAMPLE_RATE / model.config.pool
     latent = blend_latents(a, b, round(keep * frame_rate), round(crossfade * frame_rate))
     return latent, (a_shift, b_shift)

@@ -25,7 +25,7 @@ def test_chunked_fast_encoding_equals_the_training_encoder(
     model = load_model("tiny", registry)
     audio = np.random.default_rng(0).uniform(-0.5, 0.5, 80 * 57).astype(np.float32)
     monkeypatch.setattr("musictranslate.translation.ENCODE_CHUNK_FRAMES", 7)
-    chunked = musictranslate.encode(model, audio, dtype="float32")
+    chunked = musictranslate.encode(audio, model=model, dtype="float32")
     with torch.no_grad():
         whole = model.encoder(torch.from_numpy(companded(mu_law_encode(audio)))[None])[0]
     assert chunked.shape == whole.shape == (model.config.latent_dim, 57)
@@ -34,18 +34,18 @@ def test_chunked_fast_encoding_equals_the_training_encoder(
 
 def test_translate_in_three_lines(registry: Path) -> None:
     model = load_model("tiny", registry)
-    out = translate(tone(0.3), "flute", model)
+    out = translate(tone(0.3), "flute", model=model)
     assert out.shape == (4800,) and out.dtype == np.float32
 
 
 def test_translate_rejects_silence_short_input_and_unknown_domain(registry: Path) -> None:
     model = load_model("tiny", registry)
     with pytest.raises(AudioError, match="silent"):
-        translate(np.zeros(16000, np.float32), "piano", model)
+        translate(np.zeros(16000, np.float32), "piano", model=model)
     with pytest.raises(AudioError, match="too short"):
-        translate(tone(0.001), "piano", model)
+        translate(tone(0.001), "piano", model=model)
     with pytest.raises(DomainError, match="known: piano, flute"):
-        translate(tone(), "oboe", model)
+        translate(tone(), "oboe", model=model)
 
 
 def whistled(pitches_hz: list[float], note_seconds: float = 0.4, gain: float = 0.5) -> np.ndarray:

@@ -71,7 +71,7 @@ def test_blend_length_follows_the_second_input(registry: Path, tmp_path: Path) -
         "blend",
         a,
         b,
-        "--domain",
+        "--to",
         "piano",
         "-m",
         "tiny",

@@ -470,7 +470,7 @@ def test_cli_errors_are_one_line_and_non_zero(registry: Path, parallel_set: Path
          "no domain classifier"),
         (("evaluate", "report", "-m", "tiny", "--models", registry, "--data", empty, "-o", tmp_path / "r"),
          "no audio found"),
-        (("evaluate", "lineup", parallel_set / "flute/tune_a.wav", "-d", "oboe", "-o", tmp_path / "l",
+        (("evaluate", "lineup", parallel_set / "flute/tune_a.wav", "--from", "oboe", "-o", tmp_path / "l",
           "-m", "tiny", "--models", registry), "unknown domain 'oboe'"),
     ]  # fmt: skip
     for args, message in cases:
@@ -486,7 +486,7 @@ def test_cli_domain_and_lineup(model_with_classifier: Path, parallel_set: Path, 
     assert domain.exit_code == 0, domain.output
     assert [r["predicted"] for r in json.loads(domain.stdout)] == ["piano", "piano"]
     lineup_dir = tmp_path / "lineup"
-    result = run("evaluate", "lineup", parallel_set / "flute/tune_a.wav", "-d", "flute", "-o", lineup_dir,
+    result = run("evaluate", "lineup", parallel_set / "flute/tune_a.wav", "--from", "flute", "-o", lineup_dir,
                  "--seconds", "0.3", "-m", model_with_classifier, "--threads", "1", "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in lineup_dir.iterdir()) == ["answers.json", "clip_1.wav", "clip_2.wav"]

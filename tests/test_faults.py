@@ -29,13 +29,24 @@ from typer.testing import CliRunner
 
 from musictranslate.cli import app
 from musictranslate.config import SAMPLE_RATE
-from musictranslate.train import Trainer
+from musictranslate.train_step import Trainer
 
 from .conftest import make_tiny_model, tone
 from .test_bad_input import assert_one_line_error, leftovers, random_bytes
 
 runner = CliRunner()
-TINY = ["--preset", "tiny", "--batch-size", "2", "--segment", "0.1", "--workers", "0", "--no-augment", "-q"]
+TINY = [
+    "--preset",
+    "tiny",
+    "--batch-size",
+    "2",
+    "--segment",
+    "0.1",
+    "--loader-workers",
+    "0",
+    "--no-augment",
+    "-q",
+]
 
 
 def tiny(registry: Path) -> list[str]:
@@ -148,13 +159,13 @@ def peak_since_reset():
 
 model = load_model(sys.argv[2])
 short = (0.3 * np.sin(np.arange(16000, dtype=np.float32))).astype(np.float32)
-encode(model, fit_input(short, -20.0).audio); match_loudness(short, short)  # warm up torch, librosa
+encode(fit_input(short, -20.0).audio, model=model); match_loudness(short, short)  # warm up torch, librosa
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak resident size to what is resident now
 base = peak_since_reset()
 audio = load_audio(sys.argv[1])
 check_audible(audio, sys.argv[1], model.config.pool)
-latent = encode(model, fit_input(audio, -20.0).audio)
+latent = encode(fit_input(audio, -20.0).audio, model=model)
 read_and_encode = peak_since_reset() - base
 output = np.ascontiguousarray(audio[::-1])  # stands in for the decoder's output: as long as the input
 output = match_loudness(output, audio)
@@ -222,7 +233,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def train(dataset: Path, out: Path, steps: int, *extra: object):
-    return run("train", dataset, "--out", out, *TINY, "--steps", steps, "--checkpoint-every", 2, *extra)
+    return run("train", dataset, "--output", out, *TINY, "--steps", steps, "--checkpoint-every", 2, *extra)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -260,7 +271,7 @@ def test_checkpoint_write_dying_half_way_keeps_the_previous_one(
         Path(filename).write_bytes(b"the first half of a checkpoint")
         raise error
 
-    monkeypatch.setattr("musictranslate.train.save_file", dies_half_way)
+    monkeypatch.setattr("musictranslate.checkpoint.save_file", dies_half_way)
     assert_one_line_error(train(dataset, out, 4, "--resume"), *needles, code=code)
     assert snapshot(checkpoint) == before
     assert not [p.name for p in checkpoint.parent.iterdir() if p.name.startswith(".")]  # no staging left
@@ -336,15 +347,15 @@ def test_truncated_resume_checkpoint_says_how_to_start_over(
         ("--batch-size", "0"),
         ("--lr", "-1"),
         ("--segment", "0"),
-        ("--workers", "-1"),
+        ("--loader-workers", "-1"),
         ("--device", "tpu"),
     ],
 )
 def test_impossible_training_options_are_usage_errors(
     dataset: Path, tmp_path: Path, option: str, value: str
 ) -> None:
-    args = [a for a in TINY if a not in ("--workers", "0")] if option == "--workers" else TINY
-    result = run("train", dataset, "--out", tmp_path / "m", *args, "--steps", "2", option, value)
+    args = [a for a in TINY if a not in ("--loader-workers", "0")] if option == "--loader-workers" else TINY
+    result = run("train", dataset, "--output", tmp_path / "m", *args, "--steps", "2", option, value)
     assert_one_line_error(result, f"{option} {value}", code=2)
     assert not (tmp_path / "m").exists()
 
@@ -360,5 +371,5 @@ def test_nan_samples_in_training_data_do_not_crash_the_loss(tmp_path: Path) -> N
         SAMPLE_RATE,
         subtype="FLOAT",
     )
-    result = run("train", data, "--out", tmp_path / "m", *TINY, "--steps", "2")
+    result = run("train", data, "--output", tmp_path / "m", *TINY, "--steps", "2")
     assert result.exit_code == 0, result.output

@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from musictranslate import jobs
+from musictranslate import jobs, runtime
 from musictranslate.audio import AUDIO_EXTENSIONS
 from musictranslate.cli import app
 from musictranslate.config import DEFAULT_TEMPERATURE, SAMPLE_RATE
@@ -36,6 +36,10 @@ JSON_KEYS = {
     "error",
     "seed",
     "transpose",
+    "sample_rate",
+    "model",
+    "device",
+    "note",
 }
 
 
@@ -83,7 +87,9 @@ def test_folders_recursive_in_stable_order_each_input_encoded_once(
     monkeypatch.setattr(
         jobs,
         "encode_fitted",
-        lambda model, audio, transpose: calls.append(len(audio)) or real_encode(model, audio, transpose),
+        lambda audio, *, model, transpose: (
+            calls.append(len(audio)) or real_encode(audio, model=model, transpose=transpose)
+        ),
     )
     single = write(tmp_path / "solo.wav")
     result, records = translate_json(library, single, "--to", "piano,flute", *tiny)
@@ -334,7 +340,7 @@ def test_device_and_threads(tiny: list[str], wav: Path, monkeypatch: pytest.Monk
     finally:
         torch.set_num_threads(before)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert jobs.resolve_device("auto") == "cpu"
+    assert runtime.resolve_device("auto") == "cpu"
     result = run("translate", wav, "--to", "piano", "--device", "cuda", "-q", "--force", *tiny)
     assert result.exit_code == 1 and "no CUDA device" in result.stderr
 
@@ -404,18 +410,18 @@ def test_help_imports_neither_torch_nor_librosa() -> None:
 @pytest.fixture
 def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Each registry root a user can fill, isolated from the real ones."""
-    import musictranslate.registry as registry
+    import musictranslate.catalog as catalog
 
     places = {name: tmp_path / name / "models" for name in ("flag", "env", "cwd", "user")}
     places["cwd"].parent.mkdir()
     monkeypatch.chdir(places["cwd"].parent)
-    monkeypatch.setattr(registry, "user_models_root", lambda: places["user"])
-    monkeypatch.delenv(registry.ENV_VAR, raising=False)
+    monkeypatch.setattr(catalog, "user_models_root", lambda: places["user"])
+    monkeypatch.delenv(catalog.ENV_VAR, raising=False)
     return places
 
 
 def test_registry_search_order(roots: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from musictranslate.registry import ENV_VAR, find_model, registry_roots
+    from musictranslate.catalog import ENV_VAR, find_model, registry_roots
 
     monkeypatch.setenv(ENV_VAR, str(roots["env"]))
     searched = registry_roots(roots["flag"])
@@ -429,7 +435,7 @@ def test_registry_search_order(roots: dict[str, Path], monkeypatch: pytest.Monke
 def test_new_models_go_where_the_registry_looks(
     roots: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from musictranslate.registry import ENV_VAR, default_output_root, model_output_path
+    from musictranslate.catalog import ENV_VAR, default_output_root, model_output_path
 
     assert default_output_root() == roots["user"]  # no ./models here: the per-user folder
     roots["cwd"].mkdir(parents=True)
@@ -446,7 +452,7 @@ def test_new_models_go_where_the_registry_looks(
 
 def test_blend_naming_force_json_and_exit_codes(tiny: list[str], tmp_path: Path) -> None:
     a, b = write(tmp_path / "a.wav", 0.5), write(tmp_path / "b.wav", 0.4, freq=660)
-    args = ("blend", a, b, "--domain", "piano,flute", "--keep", "0.2", "--crossfade", "0.1", *tiny)
+    args = ("blend", a, b, "--to", "piano,flute", "--keep", "0.2", "--crossfade", "0.1", *tiny)
     result = run(*args, "--json", "--seed", 3)
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
@@ -463,7 +469,7 @@ def test_blend_naming_force_json_and_exit_codes(tiny: list[str], tmp_path: Path)
     assert sorted(p.name for p in out.iterdir()) == ["a_b_flute.wav", "a_b_piano.wav"]
     assert run(*args, "-o", tmp_path / "one.wav").exit_code == 2  # two domains, one file
     assert run(*args[:4], "banjo", *args[5:]).exit_code == 1
-    missing = run("blend", a, tmp_path / "nope.wav", "-d", "piano", "-q", *tiny)
+    missing = run("blend", a, tmp_path / "nope.wav", "--to", "piano", "-q", *tiny)
     assert missing.exit_code == 1 and "no such file" in missing.stderr
 
 

@@ -91,7 +91,7 @@ def test_seams_of_a_translated_sustained_tone_do_not_click(tone_model: Path) -> 
     model = load_model(str(tone_model))
     source = tone(2.0, TONE_HZ)
     options = GenerationOptions(temperature=0.0, batch_size=7)  # 7 segments meet out of phase
-    out = translate(source, "tone", model, options)
+    out = translate(source, "tone", model=model, options=options)
     spectrum = np.abs(np.fft.rfft(out))
     assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(out) - TONE_HZ) < 2  # it is the tone...
     assert out[: len(out) // 2].std() > 0.3 and out[len(out) // 2 :].std() > 0.3  # ... sustained
@@ -99,7 +99,7 @@ def test_seams_of_a_translated_sustained_tone_do_not_click(tone_model: Path) -> 
     assert seams.max() <= elsewhere.max() * 1.05
     # the check has teeth: segments butted together with no warm-up and no crossfade click
     bare = dataclasses.replace(options, warmup=0, crossfade=0)
-    clicks, _ = _jumps(translate(source, "tone", model, bare), bare, model.config.pool)
+    clicks, _ = _jumps(translate(source, "tone", model=model, options=bare), bare, model.config.pool)
     assert clicks.max() > 3 * elsewhere.max()
 
 
@@ -132,7 +132,7 @@ def test_bf16_matches_fp32_within_the_stated_tolerance(model_kind: str, tone_mod
 def test_bf16_encoding_changes_the_output_within_tolerance(model_kind: str, tone_model: Path) -> None:
     model = load_model(str(tone_model) if model_kind == "tone" else "default")
     source = tone(0.5, TONE_HZ)
-    exact, reduced = (encode(model, source, dtype=dtype) for dtype in ("float32", "bfloat16"))
+    exact, reduced = (encode(source, model=model, dtype=dtype) for dtype in ("float32", "bfloat16"))
     assert 0 < (exact - reduced).abs().max() < 0.05 * exact.abs().max()  # bf16 did run, and is close
     decoder = model.decoder(model.domains[0])
     target = torch.from_numpy(mu_law_encode(source))[None]
@@ -147,7 +147,7 @@ def test_the_default_warmup_forgets_a_segment_start_within_tolerance() -> None:
     model = load_model("default")
     cfg, pool = model.config, model.config.pool
     melody = np.concatenate([tone(0.6, hz) for hz in (330.0, 392.0, 262.0, 440.0)])
-    latent = encode(model, melody)[None]
+    latent = encode(melody, model=model)[None]
     target = torch.from_numpy(mu_law_encode(melody))[None]
     warmup, heard = default_warmup(cfg), 400  # what a segment throws away, then its crossfade
     full_context = math.ceil(cfg.decoder_receptive_field / pool)

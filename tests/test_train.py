@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 from musictranslate.cli import app
 
 runner = CliRunner()
-TINY = ["--preset", "tiny", "--batch-size", "4", "--segment", "0.1", "--workers", "0", "-q"]
+STEP = ["--batch-size", "4", "--segment", "0.1", "--loader-workers", "0", "-q"]
+"""Batches of the tiny tests, for ``train`` and ``add-domain`` alike."""
+TINY = ["--preset", "tiny", *STEP]
 
 
 def run(*args):
@@ -53,7 +55,7 @@ def log_of(model: Path) -> list[dict]:
 
 def test_training_lowers_the_reconstruction_loss(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    result = run("train", dataset, "--out", out, *TINY, "--steps", "60", "--lr", "1e-2", "--no-augment")
+    result = run("train", dataset, "--output", out, *TINY, "--steps", "60", "--lr", "1e-2", "--no-augment")
     assert result.exit_code == 0, result.output
     losses = [r["reconstruction"] for r in log_of(out)]
     assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.5
@@ -69,14 +71,24 @@ def test_a_validation_folder_of_its_own(dataset: Path, tmp_path: Path) -> None:
     write_domain(val / "sine", "sine", n_files=2, seconds=0.5)
     write_domain(val / "saw", "saw", n_files=2, seconds=0.5)
     out = tmp_path / "m"
-    result = run("train", dataset, "--out", out, "--val", val, *TINY, "--steps", "2", "--val-batches", "1")
+    result = run("train", dataset, "--output", out, "--val", val, *TINY, "--steps", "2", "--val-batches", "1")
     assert result.exit_code == 0, result.output
     training = json.loads((out / "manifest.json").read_text())["training"]
     assert training["domains"]["sine"] == {"train": 4, "val": 2, "test": 0}  # every data file trains
     assert set(training["val_losses"]) == {"saw", "sine"} and "validation from val" in training["split_rule"]
     # the saved validation loss is the mean of --val-batches fixed batches; it never moves training
     more = run(
-        "train", dataset, "--out", tmp_path / "m3", "--val", val, *TINY, "--steps", "2", "--val-batches", "3"
+        "train",
+        dataset,
+        "--output",
+        tmp_path / "m3",
+        "--val",
+        val,
+        *TINY,
+        "--steps",
+        "2",
+        "--val-batches",
+        "3",
     )
     assert more.exit_code == 0, more.output
     three = json.loads((tmp_path / "m3" / "manifest.json").read_text())["training"]
@@ -84,10 +96,10 @@ def test_a_validation_folder_of_its_own(dataset: Path, tmp_path: Path) -> None:
     assert (out / "encoder.safetensors").read_bytes() == (
         tmp_path / "m3" / "encoder.safetensors"
     ).read_bytes()
-    result = run("train", dataset, "--out", tmp_path / "m0", *TINY, "--steps", "2", "--val-batches", "0")
+    result = run("train", dataset, "--output", tmp_path / "m0", *TINY, "--steps", "2", "--val-batches", "0")
     assert result.exit_code == 2 and "--val-batches 0: give at least 1" in result.output
     shutil.rmtree(val / "saw")
-    result = run("train", dataset, "--out", tmp_path / "n", "--val", val, *TINY, "--steps", "2")
+    result = run("train", dataset, "--output", tmp_path / "n", "--val", val, *TINY, "--steps", "2")
     assert result.exit_code == 1 and "same domain sub-folders" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
@@ -113,9 +125,9 @@ def test_the_manifest_names_the_data_relative_to_the_current_folder_or_by_name(
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
     common = (*TINY, "--checkpoint-every", "4")
-    assert run("train", dataset, "--out", tmp_path / "a", *common, "--steps", "12").exit_code == 0
-    assert run("train", dataset, "--out", tmp_path / "b", *common, "--steps", "8").exit_code == 0
-    resumed = run("train", dataset, "--out", tmp_path / "b", *common, "--steps", "12", "--resume")
+    assert run("train", dataset, "--output", tmp_path / "a", *common, "--steps", "12").exit_code == 0
+    assert run("train", dataset, "--output", tmp_path / "b", *common, "--steps", "8").exit_code == 0
+    resumed = run("train", dataset, "--output", tmp_path / "b", *common, "--steps", "12", "--resume")
     assert resumed.exit_code == 0, resumed.output
     straight = {r["step"]: r["reconstruction"] for r in log_of(tmp_path / "a")}
     again = {r["step"]: r["reconstruction"] for r in log_of(tmp_path / "b")}
@@ -129,14 +141,14 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(dataset: Path, tmp_p
 def test_a_run_resumed_with_other_batches_counts_the_audio_each_part_saw(
     dataset: Path, tmp_path: Path
 ) -> None:
-    out, common = tmp_path / "m", ("--preset", "tiny", "--segment", "0.1", "--workers", "0", "-q")
+    out, common = tmp_path / "m", ("--preset", "tiny", "--segment", "0.1", "--loader-workers", "0", "-q")
 
     def seen() -> int:
         return json.loads((out / "manifest.json").read_text())["training"]["samples_seen"]
 
-    assert run("train", dataset, "--out", out, *common, "--batch-size", "4", "--steps", "4").exit_code == 0
+    assert run("train", dataset, "--output", out, *common, "--batch-size", "4", "--steps", "4").exit_code == 0
     per_segment = seen() // 16  # 4 steps of 4 segments
-    resumed = run("train", dataset, "--out", out, *common, "--batch-size", "2", "--steps", "6", "--resume")
+    resumed = run("train", dataset, "--output", out, *common, "--batch-size", "2", "--steps", "6", "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert seen() == (16 + 2 * 2) * per_segment  # not 6 steps x 2: the first 4 took batches of 4
 
@@ -149,7 +161,7 @@ def test_sigkill_mid_run_then_resume(dataset: Path, tmp_path: Path) -> None:
         "musictranslate",
         "train",
         str(dataset),
-        "--out",
+        "--output",
         str(out),
         *TINY,
         "--steps",
@@ -167,14 +179,35 @@ def test_sigkill_mid_run_then_resume(dataset: Path, tmp_path: Path) -> None:
     proc.wait()
     assert checkpoint.exists(), proc.stderr.read().decode()
     step = json.loads(checkpoint.read_text())["step"]
-    result = run("train", dataset, "--out", out, *TINY, "--steps", str(step + 3), "--resume")
+    result = run("train", dataset, "--output", out, *TINY, "--steps", str(step + 3), "--resume")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "manifest.json").read_text())["training"]["steps"] == step + 3
 
 
+def test_add_domain_with_output_writes_a_new_model_and_leaves_the_old_one(
+    dataset: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    assert run("train", dataset, "-o", models / "m", *TINY, "--steps", "2").exit_code == 0
+    before = (models / "m" / "manifest.json").read_text()
+    args = ["--steps", "2", *STEP]
+    result = run(
+        "add-domain", dataset / "saw", "--name", "organ", "-m", "m", "--models", models, "-o", "m2", *args
+    )
+    assert result.exit_code == 0, result.output
+    assert (models / "m" / "manifest.json").read_text() == before
+    extended = json.loads((models / "m2" / "manifest.json").read_text())
+    assert sorted(extended["decoders"]) == ["organ", "saw", "sine"]
+    assert extended["name"] == "m2"
+    again = run(
+        "add-domain", dataset / "saw", "--name", "choir", "-m", "m", "--models", models, "-o", "m2", *args
+    )
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
 def test_add_domain_changes_nothing_else(dataset: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
-    assert run("train", dataset, "--out", models / "m", *TINY, "--steps", "4").exit_code == 0
+    assert run("train", dataset, "--output", models / "m", *TINY, "--steps", "4").exit_code == 0
     before = json.loads((models / "m" / "manifest.json").read_text())
     new = tmp_path / "organ"
     write_domain(new, "saw", n_files=2)
@@ -187,13 +220,7 @@ def test_add_domain_changes_nothing_else(dataset: Path, tmp_path: Path) -> None:
         models,
         "--steps",
         "4",
-        "--batch-size",
-        "4",
-        "--segment",
-        "0.1",
-        "--workers",
-        "0",
-        "-q",
+        *STEP,
     )
     assert result.exit_code == 0, result.output
     after = json.loads((models / "m" / "manifest.json").read_text())
@@ -207,16 +234,16 @@ def test_add_domain_changes_nothing_else(dataset: Path, tmp_path: Path) -> None:
         run("translate", src, "--to", "organ", "-m", "m", "--models", models, "-o", out, "-q").exit_code == 0
     )
     # resuming the joint run would re-save the folder without organ: refused, nothing changes
-    result = run("train", dataset, "--out", models / "m", *TINY, "--steps", "6", "--resume")
+    result = run("train", dataset, "--output", models / "m", *TINY, "--steps", "6", "--resume")
     assert result.exit_code == 1 and "drop decoder(s) organ" in result.output and "--init" in result.output
     assert json.loads((models / "m" / "manifest.json").read_text()) == after
 
 
 def test_refine_trains_an_existing_decoder_further_and_nothing_else(dataset: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
-    args = ["-m", "m", "--models", models, "--batch-size", "4", "--segment", "0.1", "--workers", "0", "-q"]
+    args = ["-m", "m", "--models", models, *STEP]
     trained = run(
-        "train", dataset, "--out", models / "m", *TINY, "--steps", "40", "--lr", "1e-2", "--no-augment"
+        "train", dataset, "--output", models / "m", *TINY, "--steps", "40", "--lr", "1e-2", "--no-augment"
     )
     assert trained.exit_code == 0, trained.output
     before = json.loads((models / "m" / "manifest.json").read_text())
@@ -249,13 +276,14 @@ def test_refine_trains_an_existing_decoder_further_and_nothing_else(dataset: Pat
 def test_resuming_the_joint_run_keeps_a_refined_decoder(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
     assert (
-        run("train", dataset, "--out", out, *TINY, "--steps", "3", "--checkpoint-every", "3").exit_code == 0
+        run("train", dataset, "--output", out, *TINY, "--steps", "3", "--checkpoint-every", "3").exit_code
+        == 0
     )
     refine = ["add-domain", dataset / "sine", "--refine", "-m", out, "--steps", "3", "--lr", "1e-2"]
-    assert run(*refine, "--batch-size", "4", "--segment", "0.1", "--workers", "0", "-q").exit_code == 0
+    assert run(*refine, *STEP).exit_code == 0
     refined = load_file(out / "decoders" / "sine.safetensors")
     # a learning rate too small to move anything: what the resumed run saves is what it started from
-    resumed = run("train", dataset, "--out", out, *TINY, "--steps", "4", "--lr", "1e-12", "--resume")
+    resumed = run("train", dataset, "--output", out, *TINY, "--steps", "4", "--lr", "1e-12", "--resume")
     assert resumed.exit_code == 0, resumed.output
     after = load_file(out / "decoders" / "sine.safetensors")
     assert all(torch.allclose(after[k], refined[k], atol=1e-6) for k in refined)
@@ -266,13 +294,13 @@ def test_resuming_the_joint_run_keeps_a_refined_decoder(dataset: Path, tmp_path:
 def test_init_starts_a_new_run_from_a_trained_models_weights(dataset: Path, tmp_path: Path) -> None:
     first, second, fresh = tmp_path / "first", tmp_path / "second", tmp_path / "fresh"
     args = [*TINY, "--no-augment", "--checkpoint-every", "1"]
-    assert run("train", dataset, "--out", first, *args, "--steps", "30", "--lr", "1e-2").exit_code == 0
+    assert run("train", dataset, "--output", first, *args, "--steps", "30", "--lr", "1e-2").exit_code == 0
     trained = json.loads((first / "manifest.json").read_text())["training"]["val_losses"]
     # a step per domain at a learning rate too small to move anything: the new run holds the first's weights
     tiny_step = ["--steps", "2", "--lr", "1e-12"]
-    started = run("train", dataset, "--out", second, *args, *tiny_step, "--init", first)
+    started = run("train", dataset, "--output", second, *args, *tiny_step, "--init", first)
     assert started.exit_code == 0, started.output
-    assert run("train", dataset, "--out", fresh, *args, *tiny_step).exit_code == 0
+    assert run("train", dataset, "--output", fresh, *args, *tiny_step).exit_code == 0
     for name in ("encoder.safetensors", "confusion.safetensors", "decoders/sine.safetensors"):
         before, after = load_file(first / name), load_file(second / name)
         assert all(torch.allclose(after[k], before[k], atol=1e-6) for k in before)
@@ -285,31 +313,33 @@ def test_init_starts_a_new_run_from_a_trained_models_weights(dataset: Path, tmp_
     assert lineage["model"] == "first" and lineage["steps"] == 30 and lineage["confusion"] is True
     assert "Started from the weights of model `first` (30 steps" in (second / "README.md").read_text()
     # going on with --resume keeps the record of where the run started
-    assert run("train", dataset, "--out", second, *args, "--steps", "3", "--resume").exit_code == 0
+    assert run("train", dataset, "--output", second, *args, "--steps", "3", "--resume").exit_code == 0
     assert json.loads((second / "manifest.json").read_text())["training"]["initialised_from"] == lineage
 
     other = [a if a != "tiny" else "small" for a in TINY]
-    result = run("train", dataset, "--out", tmp_path / "x", *other, "--steps", "1", "--init", first)
+    result = run("train", dataset, "--output", tmp_path / "x", *other, "--steps", "1", "--init", first)
     assert result.exit_code == 1 and "pass --preset tiny" in result.output
-    result = run("train", dataset, "--out", second, *args, "--steps", "9", "--resume", "--init", first)
+    result = run("train", dataset, "--output", second, *args, "--steps", "9", "--resume", "--init", first)
     assert result.exit_code == 2 and "give one" in result.output
-    result = run("train", dataset, "--out", tmp_path / "y", *args, "--steps", "1", "--init", tmp_path / "no")
+    result = run(
+        "train", dataset, "--output", tmp_path / "y", *args, "--steps", "1", "--init", tmp_path / "no"
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
 
 
 def test_bad_training_input_gives_one_line_errors(dataset: Path, tmp_path: Path) -> None:
     one = tmp_path / "one"
     write_domain(one / "sine", "sine", n_files=2)
-    result = run("train", one, "--out", tmp_path / "x", *TINY, "--steps", "2")
+    result = run("train", one, "--output", tmp_path / "x", *TINY, "--steps", "2")
     assert result.exit_code == 1 and "at least two" in result.output
     (one / "empty").mkdir()
-    result = run("train", one, "--out", tmp_path / "x", *TINY, "--steps", "2")
+    result = run("train", one, "--output", tmp_path / "x", *TINY, "--steps", "2")
     assert result.exit_code == 1 and "no audio files" in result.output
-    result = run("train", dataset, "--out", tmp_path / "x", *TINY, "--steps", "2", "--resume")
+    result = run("train", dataset, "--output", tmp_path / "x", *TINY, "--steps", "2", "--resume")
     assert result.exit_code == 1 and "no checkpoint" in result.output
-    assert run("train", dataset, "--out", tmp_path / "y", *TINY, "--steps", "2").exit_code == 0
+    assert run("train", dataset, "--output", tmp_path / "y", *TINY, "--steps", "2").exit_code == 0
     args = [a if a != "tiny" else "small" for a in TINY]
-    result = run("train", dataset, "--out", tmp_path / "y", *args, "--steps", "4", "--resume")
+    result = run("train", dataset, "--output", tmp_path / "y", *args, "--steps", "4", "--resume")
     assert result.exit_code == 1 and "another architecture" in result.output
     assert "Traceback" not in result.output
 
@@ -329,7 +359,7 @@ def test_two_gloo_processes_with_torchrun(dataset: Path, tmp_path: Path) -> None
         "musictranslate",
         "train",
         str(dataset),
-        "--out",
+        "--output",
         str(out),
         *TINY,
         "--steps",
@@ -354,7 +384,7 @@ def test_two_gloo_processes_with_torchrun(dataset: Path, tmp_path: Path) -> None
 
 def test_out_by_name_goes_to_the_registry_and_is_listed(dataset: Path, tmp_path: Path) -> None:
     models = tmp_path / "registry"
-    result = run("train", dataset, "--out", "named", "--models", models, *TINY, "--steps", "2")
+    result = run("train", dataset, "--output", "named", "--models", models, *TINY, "--steps", "2")
     assert result.exit_code == 0, result.output
     assert (models / "named" / "manifest.json").is_file()
     listing = run("models", "--models", models)
@@ -402,7 +432,18 @@ def test_parallel_batches_encode_the_same_moment_of_another_domain(parallel_data
 
 def test_parallel_training_lowers_the_loss(parallel_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    args = ("train", parallel_dataset, "--out", out, *TINY, "--steps", "60", "--lr", "1e-2", "--no-augment")
+    args = (
+        "train",
+        parallel_dataset,
+        "--output",
+        out,
+        *TINY,
+        "--steps",
+        "60",
+        "--lr",
+        "1e-2",
+        "--no-augment",
+    )
     result = run(*args, "--parallel", "1")
     assert result.exit_code == 0, result.output
     losses = [r["reconstruction"] for r in log_of(out)]

@@ -20,10 +20,10 @@ export PYTHONPATH=/tmp/site:$PWD
 DATA=/tmp/train-subset-opus32
 python3 examples/device/subset.py --workers 16 unpack .gpudata $DATA
 # DEVICE=cpu BATCH=2 EVERY=2 try the script here first, for the price of a few steps
-GPU=(--batch-size "${BATCH:-32}" --segment 1.0 --lr 3e-4 --bf16 --device "${DEVICE:-cuda}" --workers 15 -q)
+GPU=(--batch-size "${BATCH:-32}" --segment 1.0 --lr 3e-4 --bf16 --device "${DEVICE:-cuda}" --loader-workers 15 -q)
 set +e
 if [ "$MODE" = joint ]; then
-  timeout -k 20 "$TRAIN_SECONDS" python3 -m musictranslate train $DATA --out /tmp/run/default --init models/default \
+  timeout -k 20 "$TRAIN_SECONDS" python3 -m musictranslate train $DATA -o /tmp/run/default --init models/default \
     --preset small --steps 100000 --checkpoint-every "${EVERY:-250}" "${GPU[@]}"
 else
   timeout -k 15 "$TRAIN_SECONDS" python3 -m musictranslate add-domain $DATA/piano --name piano --refine \

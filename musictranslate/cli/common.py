@@ -1,6 +1,10 @@
 """What every command shares: the Typer app, error reporting, progress bars, and the options that
 mean the same everywhere (``--device``, ``--threads``, ``--json``, ``--quiet``).
 
+Usage errors are one line, ``error: <what>; see '<command> --help'``, like every other error,
+instead of typer's boxed usage text; help shows a plain metavar (``N``, ``PATH``) for an option's
+value and nothing for a flag, instead of typer's Python type tags (``<bool>``, ``<list[Path]>``).
+
 Nothing here imports torch: ``--help`` and ``--version`` must answer at once.
 """
 
@@ -17,8 +21,68 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperGroup
 
 from .. import __version__
+
+stderr = Console(stderr=True)
+
+UsageError = typer.BadParameter.__mro__[1]
+"""click's ``UsageError``, wherever this typer keeps click (its own copy from typer 0.20 on)."""
+ClickException = UsageError.__mro__[1]
+
+
+def _plain_metavars(params: list) -> None:
+    """Help shows an option's value as its long name in capitals (``--sample-rate SAMPLE_RATE``,
+    as argparse does) unless the option names one, nothing for a flag, and an argument by its
+    name alone."""
+    for param in params:
+        if isinstance(param, TyperArgument):
+            if param.metavar is None:
+                param.metavar = param.name.upper()
+            param.display_type_rich = lambda ctx: None  # typer would add "<list[Path]>"
+        elif param.metavar is None:
+            long_name = max(param.opts, key=len).lstrip("-").replace("-", "_").upper()
+            param.metavar = "" if getattr(param, "is_flag", False) else long_name
+
+
+def _usage_error(exc: Exception) -> None:
+    """``error: <message>; see '<command> --help'`` on one line, and exit 2, as every other error
+    of this tool looks."""
+    context = getattr(exc, "ctx", None)
+    hint = f"; see '{context.command_path} --help'" if context is not None else ""
+    report_error(" ".join(exc.format_message().split()).rstrip(".") + hint)
+    raise SystemExit(getattr(exc, "exit_code", 2))
+
+
+class Group(TyperGroup):
+    """The app's command groups: plain metavars in help, one-line usage errors."""
+
+    def get_params(self, ctx: Any) -> list:
+        params = super().get_params(ctx)
+        _plain_metavars(params)
+        return params
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_metavars(command.get_params(ctx))
+        return command
+
+    def main(self, *args: Any, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **extra)
+        try:
+            code = super().main(*args, standalone_mode=False, **extra)
+        except ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help itself has been printed
+                raise SystemExit(exc.exit_code) from None
+            _usage_error(exc)
+        except typer.Abort:
+            report_error("aborted")
+            raise SystemExit(1) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="musictranslate",
@@ -26,8 +90,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=Group,
 )
-stderr = Console(stderr=True)
 
 ModelsOption = Annotated[
     Optional[Path],
@@ -97,9 +161,30 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def print_json(document: Any) -> None:
-    """Write ``document`` to stdout as JSON: the only thing a ``--json`` command prints there."""
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    """Write ``document`` to stdout as JSON: the only thing a ``--json`` command prints there.
+    File names keep their own letters (``ensure_ascii=False``): a script reads UTF-8 anyway."""
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def table_console() -> Console:
+    """The console for a result table on stdout. In a pipe rich would assume 80 columns and fold
+    long file names across lines, which breaks ``grep`` and ``cut``: there, a row is one line."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=10_000)
+
+
+def interactive(quiet: bool) -> bool:
+    """Progress bars and status lines: on a terminal, unless ``--quiet``."""
+    return not quiet and sys.stderr.isatty()
+
+
+def tell(message: str, quiet: bool) -> None:
+    """Say on stderr what is happening before a progress bar can (loading a model, fitting an
+    input), so a terminal never sits silent for seconds; where bars show, so does this."""
+    if interactive(quiet):
+        stderr.print(f"{message} ...", markup=False, highlight=False)
 
 
 @contextmanager
@@ -129,7 +214,7 @@ def user_errors() -> Iterator[None]:
 def progress_bar(description: str, quiet: bool) -> Iterator:
     """A rich progress bar with an ETA; ``progress(done, total)`` updates it. Silent when quiet
     or when stderr is not a terminal."""
-    if quiet or not sys.stderr.isatty():
+    if not interactive(quiet):
         yield None
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -16,6 +16,7 @@ from ..config import DEFAULT_TEMPERATURE
 from .common import (
     Device,
     DeviceOption,
+    Group,
     JsonOption,
     ModelOption,
     ModelsOption,
@@ -25,6 +26,8 @@ from .common import (
     print_json,
     progress_bar,
     report_error,
+    table_console,
+    tell,
     user_errors,
 )
 from .translate_cmd import BatchOption, ForceOption, SeedOption, TemperatureOption, TransposeOption
@@ -36,6 +39,7 @@ evaluate_app = typer.Typer(
     name="evaluate",
     help="Score translations: pitch, parallel references, domain check, lineup, embeddings, report.",
     no_args_is_help=True,
+    cls=Group,
 )
 app.add_typer(evaluate_app, name="evaluate")
 
@@ -44,7 +48,6 @@ OutDirOption = Annotated[Path, typer.Option("--output", "-o", help="Output folde
 
 def _scores_table(rows: list[dict], columns: Sequence[str], title: str) -> None:
     """Print ``rows`` (dicts with ``file`` and the ``columns``) and their mean as a rich table."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -63,7 +66,7 @@ def _scores_table(rows: list[dict], columns: Sequence[str], title: str) -> None:
             values = [r[column] for r in rows if isinstance(r.get(column), (int, float))]
             means.append(cell(sum(values) / len(values)) if values else "-")
         table.add_row(Text("mean", style="bold"), *means)
-    Console().print(table)
+    table_console().print(table)
 
 
 def _score_pairs(
@@ -199,8 +202,8 @@ def classifier_command(
     """Train the independent domain classifier (log-mel CNN) and store it in the model folder."""
     from ..errors import OutputError
     from ..evaluate.classifier import META, train_classifier
-    from ..jobs import configure_runtime
     from ..registry import load_model
+    from ..runtime import configure_runtime
 
     with user_errors():
         configure_runtime("cpu", threads, seed)
@@ -234,7 +237,7 @@ def classifier_command(
 @evaluate_app.command("domain")
 def domain_command(
     inputs: Annotated[list[Path], typer.Argument(help="Translations: audio files and folders.")],
-    to: Annotated[str, typer.Option("--to", help="The domain they were translated into.")],
+    to: Annotated[str, typer.Option("--to", metavar="DOMAIN", help="The domain they were translated into.")],
     model: ModelOption = "default",
     models: ModelsOption = None,
     json_output: JsonOption = False,
@@ -242,9 +245,9 @@ def domain_command(
 ) -> None:
     """How often the model's domain classifier recognises translations as their target domain."""
     from ..audio import load_audio
+    from ..catalog import find_model
     from ..evaluate.classifier import load_classifier
     from ..evaluate.files import audio_files
-    from ..registry import find_model
 
     with user_errors():
         classifier = load_classifier(find_model(model, models))
@@ -269,7 +272,7 @@ def _generation(
 ) -> GenerationOptions:
     """Apply --device/--threads/--seed like ``translate`` does and build the generation options."""
     from ..generate import GenerationOptions
-    from ..jobs import configure_runtime
+    from ..runtime import configure_runtime
 
     resolved = configure_runtime(device.value, threads, seed)
     return GenerationOptions(temperature=temperature, seed=seed, batch_size=batch_size, device=resolved)
@@ -278,7 +281,9 @@ def _generation(
 @evaluate_app.command("lineup")
 def lineup_command(
     source: Annotated[Path, typer.Argument(help="A source clip from one of the model's domains.")],
-    domain: Annotated[str, typer.Option("--domain", "-d", help="The domain the source comes from.")],
+    source_domain: Annotated[
+        str, typer.Option("--from", metavar="DOMAIN", help="The domain the source comes from.")
+    ],
     output: OutDirOption,
     start: Annotated[float, typer.Option("--start", min=0.0, help="Where the segment starts, s.")] = 0.0,
     seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Segment length, s.")] = 10.0,
@@ -304,11 +309,12 @@ def lineup_command(
 
     with user_errors():
         options = _generation(device, threads, seed, temperature, batch_size)
+        tell(f"loading model {model}", quiet)
         loaded = load_model(model, models)
-        loaded.check_domain(domain)
+        loaded.check_domain(source_domain)
         audio = load_audio(source)[int(start * SAMPLE_RATE) : int((start + seconds) * SAMPLE_RATE)]
         with progress_bar("lineup", quiet) as progress:
-            clips = lineup(loaded, audio, domain, options, progress)
+            clips = lineup(loaded, audio, source_domain, options, progress)
         output.mkdir(parents=True, exist_ok=True)
         key = write_lineup(clips, output, seed=seed, source=str(source), force=force)
     if not quiet:
@@ -359,8 +365,8 @@ def embedding_command(
     from ..errors import OutputError
     from ..evaluate import plots
     from ..evaluate.embedding import embedding_study
-    from ..jobs import configure_runtime
     from ..registry import load_model
+    from ..runtime import configure_runtime
 
     notes = _parse_pitches(pitches)
     with user_errors():
@@ -457,6 +463,7 @@ def report_command(
             force=force,
             transpose=parse_transpose(transpose),
         )
+        tell(f"loading model {model}", quiet)
         loaded = load_model(model, models)
         with progress_bar("report", quiet) as progress:
             document = build_report(loaded, data, output, options, progress)

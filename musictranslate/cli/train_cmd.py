@@ -25,7 +25,13 @@ ValBatchesOption = Annotated[
     ),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for the split, initialisation and batches.")]
-WorkersOption = Annotated[int, typer.Option("--workers", help="Data-loading worker processes.")]
+LoaderWorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--loader-workers",
+        help="Processes that load and augment training audio (0: in the training process).",
+    ),
+]
 Bf16Option = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (faster on CPUs with AVX512-BF16).")]
 NoAugOption = Annotated[bool, typer.Option("--no-augment", help="Turn off the pitch-shift augmentation.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu or cuda.")]
@@ -82,8 +88,11 @@ def _options(**values):
 @app.command("train")
 def train_command(
     data: Annotated[Path, typer.Argument(help="Dataset root: one sub-folder of audio per domain.")],
-    out: Annotated[
-        str, typer.Option("--out", help="Model name (written to the first user registry folder) or folder.")
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", "-o", help="Model name (written to the first user registry folder) or folder."
+        ),
     ],
     models: ModelsOption = None,
     val: Annotated[
@@ -102,12 +111,12 @@ def train_command(
     checkpoint_every: CheckpointOption = 200,
     val_batches: ValBatchesOption = 4,
     seed: SeedOption = 0,
-    workers: WorkersOption = 1,
+    workers: LoaderWorkersOption = 1,
     bf16: Bf16Option = False,
     no_augment: NoAugOption = False,
     device: DeviceOption = "auto",
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the last checkpoint of --out.")
+        bool, typer.Option("--resume", help="Continue from the last checkpoint of --output.")
     ] = False,
     init: Annotated[
         Optional[str],
@@ -130,8 +139,9 @@ def train_command(
     quiet: QuietOption = False,
 ) -> None:
     """Train a model: shared encoder, one decoder per domain, domain confusion."""
+    from ..catalog import model_output_path
     from ..config import PRESETS
-    from ..registry import load_model, model_output_path
+    from ..registry import load_model
     from ..train import train
 
     if preset not in PRESETS:
@@ -155,7 +165,7 @@ def train_command(
             parallel=parallel,
         )
         with _training_progress(quiet) as progress:
-            out_folder = model_output_path(out, models)
+            out_folder = model_output_path(output, models)
             start = load_model(init, models) if init is not None else None
             result = train(
                 data, out_folder, options, resume=resume, on_step=progress, val_data=val, init=start
@@ -170,6 +180,15 @@ def add_domain_command(
     data: Annotated[Path, typer.Argument(help="Folder of audio of the new domain.")],
     name: Annotated[str, typer.Option("--name", help="Domain name (default: the folder's name).")] = "",
     model: ModelOption = "default",
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the extended model here (a name in the first user registry folder, or a "
+            "folder) and leave --model as it is (default: extend --model itself).",
+        ),
+    ] = None,
     models: ModelsOption = None,
     steps: StepsOption = 2_000,
     batch_size: BatchOption = 16,
@@ -178,7 +197,7 @@ def add_domain_command(
     checkpoint_every: CheckpointOption = 200,
     val_batches: ValBatchesOption = 4,
     seed: SeedOption = 0,
-    workers: WorkersOption = 1,
+    workers: LoaderWorkersOption = 1,
     bf16: Bf16Option = False,
     no_augment: NoAugOption = False,
     device: DeviceOption = "auto",
@@ -197,11 +216,16 @@ def add_domain_command(
 
     With --refine, improve a domain the model already has the same way.
     """
-    from ..registry import load_model, writable_model
+    from ..catalog import model_output_path
+    from ..registry import copy_model, load_model, writable_model
     from ..train import add_domain
 
     with user_errors():
-        loaded = writable_model(load_model(model, models), models)
+        loaded = load_model(model, models)
+        if output is None:
+            loaded = writable_model(loaded, models)
+        else:
+            loaded = copy_model(loaded, model_output_path(output, models))
         options = _options(
             steps=steps,
             batch_size=batch_size,

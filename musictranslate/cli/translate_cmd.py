@@ -28,6 +28,8 @@ from .common import (
     progress_bar,
     report_error,
     stderr,
+    table_console,
+    tell,
     user_errors,
 )
 
@@ -87,6 +89,16 @@ FormatOption = Annotated[
         "--format", help="Output format by extension: wav, flac, ogg, mp3... (default: the input's)."
     ),
 ]
+SampleRateOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--sample-rate",
+        min=8000,
+        max=384000,
+        help="Sample rate of the files written, Hz (default: each input's own; blend: the first's). "
+        "The model works at 16 kHz, so the content's bandwidth stays 8 kHz whatever the rate.",
+    ),
+]
 LoudnessOption = Annotated[
     bool,
     typer.Option(
@@ -109,6 +121,7 @@ RUN_OPTIONS = (
     "force",
     "match_loudness",
     "transpose",
+    "sample_rate",
     "json_output",
     "quiet",
 )
@@ -138,14 +151,16 @@ def _run_and_report(
     force: bool,
     match_loudness: bool,
     transpose: str,
+    sample_rate: int | None,
     json_output: bool,
     quiet: bool,
 ) -> None:
     """What ``translate`` and ``blend`` share once their inputs are planned: set up the runtime,
     load the model, check every domain before any work, run, report, and exit 0 or 1."""
     from ..generate import GenerationOptions, resolve_dtype
-    from ..jobs import RunOptions, check_domains, configure_runtime, parse_transpose, run
+    from ..jobs import RunOptions, check_domains, parse_transpose, run
     from ..registry import load_model
+    from ..runtime import configure_runtime
 
     if dtype is not None:
         try:
@@ -156,6 +171,7 @@ def _run_and_report(
     with user_errors():
         shift = parse_transpose(transpose)
         resolved = configure_runtime(device.value, threads, seed)
+        tell(f"loading model {model}", quiet)
         loaded = load_model(model, models)
         check_domains(loaded, domains)
         generation = GenerationOptions(
@@ -166,30 +182,40 @@ def _run_and_report(
             workers=workers,
             device=resolved,
         )
+        options = RunOptions(
+            generation, force=force, match_loudness=match_loudness, transpose=shift, sample_rate=sample_rate
+        )
         results = run(
             loaded,
             plan,
-            RunOptions(generation, force=force, match_loudness=match_loudness, transpose=shift),
+            options,
             progress=lambda label: progress_bar(label, quiet),
             on_result=_error_reporter(notes=not quiet),
+            on_status=lambda message: tell(message, quiet),
         )
     if json_output:
         print_json([result.to_dict() for result in results])
     elif not quiet:
         _print_summary(results, f"seed {seed}, model {loaded.name}, {resolved}")
-    if not results or not all(result.ok for result in results):
+    if not any(result.ok for result in results) or any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
 
 def _error_reporter(notes: bool) -> Callable[[Result], None]:
     """Print each failure on stderr as it happens; an input that fails for every domain (a corrupt
     file) is reported once, not once per domain. So is an input shifted into the model's register,
-    since its translation then plays in another octave than the user sang or whistled (unless
-    ``notes`` is off: ``--quiet``)."""
+    since its translation then plays in another octave than the user sang or whistled, an input
+    skipped because the tool wrote it, and a warning about an input (unless ``notes`` is off:
+    ``--quiet``)."""
     seen: set[str] = set()
     noted: set[str] = set()
+    told: set[tuple[str, str]] = set()
 
     def report(result: Result) -> None:
+        if notes and result.note and (result.input, result.note) not in told:
+            told.add((result.input, result.note))
+            kind = "note" if result.skipped else "warning"
+            stderr.print(f"{kind}: {result.input}: {result.note}", markup=False, highlight=False)
         if notes and any(result.transpose) and result.input not in noted:
             noted.add(result.input)
             shifts = " and ".join(f"{s:+d}" for s in result.transpose)
@@ -198,7 +224,7 @@ def _error_reporter(notes: bool) -> Callable[[Result], None]:
                 "trained on; --transpose 0 keeps its own",
                 highlight=False,
             )
-        if not result.ok and result.error not in seen:
+        if result.status == "failed" and result.error not in seen:
             seen.add(result.error or "")
             if debugging() and result.traceback:
                 stderr.print(result.traceback, markup=False, highlight=False, end="")
@@ -209,34 +235,39 @@ def _error_reporter(notes: bool) -> Callable[[Result], None]:
 
 def _print_summary(results: list[Result], setup: str) -> None:
     """The end-of-run table on stdout: one row per output."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     def number(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    failed = sum(not r.ok for r in results)
-    table = Table(caption=f"{len(results) - failed} written, {failed} failed ({setup})")
+    failed = sum(r.status == "failed" for r in results)
+    skipped = sum(r.skipped for r in results)
+    counts = f"{len(results) - failed - skipped} written, {failed} failed" + (
+        f", {skipped} skipped" if skipped else ""
+    )
+    table = Table(caption=f"{counts} ({setup})")
     table.add_column("input", overflow="fold")
     table.add_column("domain")
     table.add_column("output", overflow="fold")
+    table.add_column("Hz", justify="right")
     table.add_column("audio s", justify="right")
     table.add_column("wall s", justify="right")
     table.add_column("RTF", justify="right")
     table.add_column("status")
+    styles = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
     for r in results:
-        status = Text("ok", style="green") if r.ok else Text("failed", style="bold red")
         table.add_row(
             Text(r.input),
             r.domain or "-",
             Text(r.output or "-"),
+            str(r.sample_rate or "-"),
             number(r.seconds, 2),
             number(r.wall_seconds, 2),
             number(r.rtf, 2),
-            status,
+            Text(r.status, style=styles[r.status]),
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @app.command("translate")
@@ -246,7 +277,9 @@ def translate_command(
     ],
     to: Annotated[
         list[str],
-        typer.Option("--to", help="Target domain(s): --to piano,flute or --to piano --to flute."),
+        typer.Option(
+            "--to", metavar="DOMAIN", help="Target domain(s): --to piano,flute or --to piano --to flute."
+        ),
     ],
     output: OutOption = None,
     fmt: FormatOption = None,
@@ -261,6 +294,7 @@ def translate_command(
     workers: WorkersOption = None,
     match_loudness: LoudnessOption = True,
     transpose: TransposeOption = "auto",
+    sample_rate: SampleRateOption = None,
     force: ForceOption = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -269,7 +303,10 @@ def translate_command(
 
     Each input is encoded once, then decoded by every requested domain's decoder.
 
-    Outputs: <stem>_<domain>.<ext> next to the input, or under -o DIR mirroring the input tree.
+    Outputs: <stem>_<domain>.<ext> next to the input, or under -o DIR mirroring the input tree,
+    at the input's sample rate. Files this tool wrote (a tag in their metadata says so) are
+    skipped when found in a folder, so a second run does not translate the first one's outputs;
+    name such a file to translate it again.
     """
     from ..jobs import normalise_format, parse_domains, plan_translate
 
@@ -283,12 +320,17 @@ def translate_command(
 def blend_command(
     first: Annotated[Path, typer.Argument(help="Audio that starts the blend.")],
     second: Annotated[Path, typer.Argument(help="Audio the blend fades into.")],
-    domain: Annotated[
-        list[str], typer.Option("--domain", "-d", help="Domain(s) whose decoder renders the blend.")
+    to: Annotated[
+        list[str],
+        typer.Option(
+            "--to", metavar="DOMAIN", help="Domain(s) whose decoder renders the blend: --to piano,flute."
+        ),
     ],
     output: OutOption = None,
     fmt: FormatOption = None,
-    keep: Annotated[float, typer.Option(help="Seconds of the first input's latent kept as is.")] = 3.5,
+    keep: Annotated[
+        float, typer.Option(help="Seconds of the first input's latent kept as is (warns past its end).")
+    ] = 3.5,
     crossfade: Annotated[float, typer.Option(help="Seconds over which the latents are crossfaded.")] = 1.5,
     model: ModelOption = "default",
     models: ModelsOption = None,
@@ -301,6 +343,7 @@ def blend_command(
     workers: WorkersOption = None,
     match_loudness: LoudnessOption = True,
     transpose: TransposeOption = "auto",
+    sample_rate: SampleRateOption = None,
     force: ForceOption = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -312,6 +355,6 @@ def blend_command(
     from ..jobs import normalise_format, parse_domains, plan_blend
 
     with user_errors():
-        domains = parse_domains(domain)
+        domains = parse_domains(to)
         plan = plan_blend(first, second, domains, output, normalise_format(fmt), keep, crossfade)
     _run_and_report(plan, domains, **_run_options(locals()))

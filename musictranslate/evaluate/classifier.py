@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import load_audio, mu_law_decode, mu_law_encode
+from ..catalog import CLASSIFIER_FILES
 from ..config import SAMPLE_RATE
 from ..errors import ModelError
-from ..registry import CLASSIFIER_FILES, _atomic_write_bytes, sha256_file
+from ..registry import _atomic_write_bytes, sha256_file
 from . import EvaluationError
 from .files import audio_files, domain_folders
 from .reference import log_mel

@@ -78,7 +78,7 @@ def note_embedding(model: Model, audio: np.ndarray) -> np.ndarray:
     """The latent of one note averaged over its sounding frames, ``(latent_dim,)``."""
     if float(np.max(np.abs(audio), initial=0.0)) < 1e-4:
         raise EvaluationError("a rendered note is silent; is the pitch inside the instrument's range?")
-    latent = encode(model, audio).float().numpy()
+    latent = encode(audio, model=model).float().numpy()
     pool = model.config.pool
     padded = np.pad(audio, (0, latent.shape[1] * pool - len(audio)))
     rms = np.sqrt(np.mean(padded.reshape(-1, pool).astype(np.float64) ** 2, axis=1))

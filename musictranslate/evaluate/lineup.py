@@ -44,11 +44,15 @@ def lineup(
     """One clip per decoder of ``model``, in the model's domain order; the source is encoded once."""
     model.check_domain(source_domain)
     check_audible(audio, "source", model.config.pool)
-    latent = encode(model, audio)
+    latent = encode(audio, model=model)
     clips = []
     for i, domain in enumerate(model.domains):
         clips.append(
-            LineupClip(domain, domain == source_domain, decode(model, latent, domain, len(audio), options))
+            LineupClip(
+                domain,
+                domain == source_domain,
+                decode(latent, domain, model=model, length=len(audio), options=options),
+            )
         )
         if progress is not None:
             progress(i + 1, len(model.domains))

@@ -258,10 +258,18 @@ def _score_pair(
     """Translate one clip, score every system, write its clips and plots: one ``pairs`` entry."""
     clip, reference = piece.clips[source], piece.clips[target]
     check_audible(clip, "input", model.config.pool)
-    latent, semitones = encode_fitted(model, clip, options.transpose)  # fitted once, as translate does
+    latent, semitones = encode_fitted(
+        clip, model=model, transpose=options.transpose
+    )  # fitted once, as translate does
     seeds = options.sampler_seeds()
     outputs = {
-        seed: decode(model, latent, target, len(clip), dataclasses.replace(options.generation, seed=seed))
+        seed: decode(
+            latent,
+            target,
+            model=model,
+            length=len(clip),
+            options=dataclasses.replace(options.generation, seed=seed),
+        )
         for seed in seeds
     }
     output = outputs[seeds[0]]  # the translation kept as audio and plotted
