@@ -112,11 +112,23 @@ def test_the_manifest_names_the_data_relative_to_the_current_folder_or_by_name(
     shutil.copytree(dataset, project / "data" / "train")
     monkeypatch.chdir(project)
     steps = (*TINY, "--steps", "2", "--val-batches", "1")
-    assert run("train", "data/train", "--out", project / "inside", *steps).exit_code == 0
+    assert run("train", "data/train", "-o", project / "inside", *steps).exit_code == 0
     assert json.loads((project / "inside" / "manifest.json").read_text())["training"]["data"] == "data/train"
-    assert run("train", dataset, "--out", project / "outside", *steps).exit_code == 0
+    assert run("train", dataset, "-o", project / "outside", *steps).exit_code == 0
     assert json.loads((project / "outside" / "manifest.json").read_text())["training"]["data"] == dataset.name
-    added = run("add-domain", dataset / "sine", "--name", "tone", "-m", project / "outside", *steps[2:])
+    added = run(
+        "add-domain",
+        dataset / "sine",
+        "--name",
+        "tone",
+        "-m",
+        project / "outside",
+        *STEP,
+        "--steps",
+        "2",
+        "--val-batches",
+        "1",
+    )
     assert added.exit_code == 0, added.output
     decoder = json.loads((project / "outside" / "manifest.json").read_text())["decoders"]["tone"]
     assert decoder["provenance"]["data"] == "sine"
