@@ -48,27 +48,23 @@ data: install
 eval-data: install
 	$(PY) -m musictranslate.recipes.eval_sets --data data
 
-# Trains (or, when models/default.train holds a checkpoint, resumes) the shipped default model.
-# Checkpoints every 50 steps (about 2 minutes) on 2 validation batches per domain (about 12 s),
-# so a session that ends mid-run loses at most a few minutes.
-# The committed checkpoint is stage 5's: the H200 run's 4,000 steps of 32 x 1 s (README "Training
-# on a GPU machine"), then 1,150 of these on the CPU, which raised whistle -> piano NCC 0.75 -> 0.82
-# (README, "The shipped default model"). Earlier, from 5,850 steps here: 0-3,725 at --lr 1e-3, then
-# 3e-4, which lowered every domain's validation loss 0.03-0.05 nats more in 100 steps.
-# Going on here with 8x smaller batches than the H200's needs a smaller learning rate: refining
-# the GPU-trained piano decoder at 3e-4 raised its validation loss 0.06 nats, at 5e-5 lowered it.
+# Trains the shipped default model further: resumes the local checkpoint in models/default.train
+# when there is one, else starts a new run from the shipped weights (--init; the resume state is
+# never committed). Checkpoints every 50 steps (about 2 minutes on 2 cores) on 2 validation
+# batches per domain, so a run stopped at any moment loses at most a few minutes.
+# lr 5e-5: the shipped weights were trained last with batches of 32 x 1 s on a GPU; with these
+# 8x smaller batches a larger rate raised the validation loss (models/default/README.md, History).
 DEFAULT_TRAIN = -o models/default --preset small --steps 100000 --batch-size 8 --lr 5e-5 --segment 0.5 \
 	--bf16 --checkpoint-every 50 --val-batches 2 --loader-workers 1
+DEFAULT_CHECKPOINT = models/default.train/checkpoint/state.json
 train-default: data
 	$(BIN)/musictranslate train data/train $(DEFAULT_TRAIN) \
-		$$([ -f models/default.train/checkpoint/state.json ] && echo --resume)
+		$$(if [ -f $(DEFAULT_CHECKPOINT) ]; then echo --resume; else echo --init models/default --force; fi)
 
 # Trains the default model's piano decoder alone, encoder frozen (`add-domain --refine`), for
-# REFINE_STEPS more steps; saved every 50, so stopping loses at most two minutes. Every score the
-# README quotes is X -> piano, and a refinement step gives piano ~9x the updates per hour of a
-# joint one. A later `make train-default` goes on from the refined decoder. Learning rate: above.
-# Evaluate before shipping what it gives: past stage 4, 3,300 more steps lowered the loss yet made
-# whistle -> piano follow the notes worse (README, "The shipped default model").
+# REFINE_STEPS more steps; saved every 50, so stopping loses at most two minutes. A refinement
+# step gives piano ~9x the updates per hour of a joint one. Evaluate before shipping what it
+# gives: a lower validation loss has made whistle -> piano follow the notes worse (model card).
 REFINE_STEPS ?= 2000
 refine-default-piano: data
 	$(BIN)/musictranslate add-domain data/train/piano --name piano --refine -m default --steps $(REFINE_STEPS) \

@@ -38,8 +38,10 @@ from musictranslate import load_model
 from musictranslate.errors import ModelError, MusicTranslateError
 from musictranslate.evaluate.classifier import load_classifier, train_classifier
 from musictranslate.evaluate.report import HEADLINE, METRICS, ReportOptions, build_report, summarise
+from musictranslate.model_card import history_of
 from musictranslate.recipes.eval_sets import REGISTER_FOLDER, REGISTER_SHIFTS, UNSEEN_FOLDER, UNSEEN_PROGRAMS
 from musictranslate.registry import refined_decoders
+from musictranslate.safe_write import write_text
 
 SETS: dict[str, tuple[str, ReportOptions]] = {
     "whistle": ("eval_whistle", ReportOptions(pieces=4, sources=["whistle"])),
@@ -167,7 +169,8 @@ pitch track, zero-mean: blind to a transposition; paper 0.82-0.88 and 0.97-0.98)
 
 def write_card(card: Path, section: str) -> None:
     """Replace the card's "Evaluation" section (up to the next ``## `` heading) with ``section``,
-    leaving the rest of the card as it is; a card is never left half-written."""
+    leaving the rest of the card as it is; a card without one gets it above its hand-written
+    History, which stays last. A card is never left half-written."""
     text = card.read_text()
     if SECTION in text:
         start = text.index(SECTION)
@@ -175,10 +178,14 @@ def write_card(card: Path, section: str) -> None:
         rest = text[following:] if following >= 0 else ""
         text = text[:start].rstrip("\n") + "\n" + section.rstrip("\n") + "\n" + rest
     else:
-        text = text.rstrip("\n") + "\n" + section
-    staging = card.with_suffix(".md.tmp")
-    staging.write_text(text)
-    staging.replace(card)
+        history = history_of(text)
+        text = (
+            text[: len(text) - len(history)].rstrip("\n")
+            + "\n"
+            + section
+            + ("\n" + history if history else "")
+        )
+    write_text(card, text)
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ from .manifest import check_manifest
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+CARD = "README.md"
 DEFAULT_MODEL = "default"
 CLASSIFIER_FILES = ("classifier.safetensors", "classifier.json")
 """The independent domain classifier (``evaluate/classifier.py``), stored beside a model's files."""

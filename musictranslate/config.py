@@ -12,13 +12,10 @@ SAMPLE_RATE = 16_000
 MU = 255
 N_CLASSES = MU + 1
 DEFAULT_TEMPERATURE = 0.3
-"""Sampling temperature of translate, blend and evaluate unless told. On the shipped model,
-against 1.0 (the decoder's own distribution) 0.5 made 16 of 20 instrument clips -> piano sound like
-piano to the domain classifier instead of 11 and raised their DTW from 0.41 to 0.72; 0.3 against
-0.5, over six seeds of the eight whistles, followed the notes as well (NCC 0.71 against 0.70), was
-named piano more often (35 against 31 of 48, and the ``make demo`` output at 5 against 2 of six
-seeds) and raised the instrument clips' DTW again (0.78 against 0.71, two seeds); 0.2 lost the
-whistles' notes (NCC 0.62, three seeds). README, "The shipped default model"."""
+"""Sampling temperature of translate, blend and evaluate unless told. Why below 1 (the decoder's
+own distribution, the paper's sampling): a cooler sampler sounded more like the target instrument
+to the domain classifier and followed the notes as well or better; colder still lost the notes.
+The measurements over seeds are in the default model's card (models/default/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # the paper's sizes
     "paper": ModelConfig(),
-    # CPU-friendly: what the shipped default model uses (design.md, "Training cost")
+    # CPU-friendly: what the shipped default model uses (docs/design.md, "Training cost")
     "small": ModelConfig(
         encoder_blocks=2,
         encoder_layers=10,

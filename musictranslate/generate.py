@@ -2,8 +2,8 @@
 
 Recomputing a WaveNet's whole receptive field per output sample is thousands of times too slow.
 ``FastDecoder`` keeps, for every layer, the layer's recent inputs in a ring buffer, so one step
-costs one small matmul per layer. What makes the step fast on a CPU (measured, see the README's
-"Speed" section and ``bench/``):
+costs one small matmul per layer. What makes the step fast on a CPU (measured, see docs/speed.md
+and ``bench/``):
 
 - plain ``addmm`` calls writing into preallocated buffers (``out=``), no modules, no allocations;
 - the two taps of each dilated conv are one matmul: the ring holds ``dilation + 1`` slots plus a

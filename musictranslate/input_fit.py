@@ -3,10 +3,9 @@
 Why: the encoder knows only audio like its training data, and users' recordings differ from it
 in two ways that have nothing to do with the instrument. The whistled test tunes sit at about
 -9 dBFS with a median pitch of 1.17 kHz; the training renders at -20 dBFS, with melodies around
-500 Hz. Measured on the shipped model at step 5,850 (the three tunes and examples/whistle.wav,
-10 s each, two seeds, piano decoder): as they are, pyin found pitch in 0 % of the output frames
-(DTW 0.00); brought to the training level, 12 % (DTW 0.26); to the level and an octave down,
-40 % (DTW 0.67). So before encoding:
+500 Hz. Fitted to the training level, and to it and an octave down, whistles came out of the
+piano decoder with far more pitched frames than as they were (the A/B is in the default model's
+card, models/default/README.md). So before encoding:
 
 * the input is scaled to the level the model recorded from its training data (``loudness_db``;
   the output's level is matched back to the input's afterwards, so users never hear this), and

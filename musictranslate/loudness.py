@@ -1,8 +1,8 @@
 """Output level: match the input's loudness and never clip.
 
 A decoder trained on one instrument renders at that instrument's training level, so a quiet
-whistle can come back as a loud organ (domains differ by ~12 dB RMS, design.md). Users expect a
-translation to sit at the level of what they put in, and a clipped file is ruined for good.
+whistle can come back as a loud organ (domains differ by ~12 dB RMS, docs/design.md). Users
+expect a translation to sit at the level of what they put in, and a clipped file is ruined for good.
 
 Loudness here is *gated RMS*: the power of 400 ms blocks (75 % overlap), dropping blocks below
 -70 dBFS and then those 10 dB below the mean of the rest -- the gating of ITU-R BS.1770 without its

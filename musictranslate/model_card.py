@@ -2,24 +2,34 @@
 
 Training rewrites the card at every checkpoint: what the model was trained on, for how long, and
 its losses. Scores from ``evaluate`` belong to one checkpoint, so they are added by hand (or by
-a script) after a run and are dropped when training goes on.
+a script) after a run and are dropped when training goes on. A hand-written ``## History``
+section at the end (how the model came to be, runs that were tried and not shipped) is kept
+across every rewrite: it is the one part of the card no manifest can reproduce.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from .config import SAMPLE_RATE
-from .safe_write import write_text
 
 
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def render_model_card(manifest: dict) -> str:
-    """Markdown describing the model in ``manifest`` (registry format)."""
+HISTORY = "\n## History"
+"""Heading of the card's hand-written last section, which re-rendering the card keeps."""
+
+
+def history_of(card: str) -> str:
+    """The hand-written ``## History`` section of a card's text, to its end; '' when it has none."""
+    return card[card.index(HISTORY) :] if HISTORY in card else ""
+
+
+def render_model_card(manifest: dict, history: str = "") -> str:
+    """Markdown describing the model in ``manifest`` (registry format), ending with ``history``
+    (the kept section of the card it replaces, see ``history_of``)."""
     arch = manifest["architecture"]
     training = manifest.get("training", {})
     domains = list(manifest["decoders"])
@@ -73,7 +83,7 @@ def render_model_card(manifest: dict) -> str:
             lines.append(f"| {domain} | {train_loss:.3f} | {val_loss:.3f} |")
         lines += ["", f"Cross-entropy in nats over 256 classes; a uniform guess scores {math.log(256):.3f}."]
     lines += _later_decoders(manifest["decoders"])
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + history
 
 
 def _lineage(start: dict) -> str:
@@ -116,9 +126,3 @@ def _later_decoders(decoders: dict) -> list[str]:
             f"{info.get('lr', '?')} | {train_loss:.3f} | {val_loss:.3f} |"
         )
     return lines
-
-
-def write_model_card(folder: str | Path, manifest: dict) -> Path:
-    path = Path(folder) / "README.md"
-    write_text(path, render_model_card(manifest))
-    return path

@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .catalog import (
+    CARD,
     CLASSIFIER_FILES,
     DEFAULT_MODEL,
     FORMAT_VERSION,
@@ -38,6 +39,20 @@ from .safe_write import claim_folder, write_atomically, write_folder_atomically,
 KEPT = "the previous version is kept"
 
 
+def recorded_path(path: str | os.PathLike) -> str:
+    """How a manifest names the data a model was trained on: relative to the current folder when
+    the data lies under it (``data/train`` in a checkout), else only the folder's name.
+
+    Why: manifests and cards are committed and shipped; an absolute path names the machine that
+    trained the model, which means nothing to anyone else and leaks its layout.
+    """
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return resolved.name
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -52,14 +67,18 @@ def _save_weights(module: torch.nn.Module, path: Path) -> str:
     return sha256_file(path)
 
 
-def _write_manifest(folder: Path, manifest: dict) -> None:
-    """Write the manifest, and the model card (README.md) rendered from it so the two agree."""
-    from .model_card import render_model_card
+def _write_manifest(folder: Path, manifest: dict, previous: Path | None = None) -> None:
+    """Write the manifest, and the model card (README.md) rendered from it so the two agree,
+    keeping the hand-written history of the card it replaces (``previous``, else the folder's)."""
+    from .model_card import history_of, render_model_card
 
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
     write_text(folder / MANIFEST, text, kept=KEPT)
-    card = render_model_card(manifest)
-    write_text(folder / "README.md", card, kept=KEPT)
+    try:
+        history = history_of((previous or folder / CARD).read_text())
+    except (OSError, UnicodeDecodeError):
+        history = ""  # no card yet, or an unreadable one: nothing to keep
+    write_text(folder / CARD, render_model_card(manifest, history), kept=KEPT)
 
 
 def _check_shapes(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
@@ -202,7 +221,7 @@ def save_model(
         for domain, decoder in decoders.items():
             file = f"decoders/{domain}.safetensors"
             manifest["decoders"][domain] = {"file": file, "sha256": _save_weights(decoder, staging / file)}
-        _write_manifest(staging, manifest)
+        _write_manifest(staging, manifest, previous=folder / CARD)
         _keep_classifier(folder, staging, set(decoders))
 
     return write_folder_atomically(folder, fill, replace=replace)

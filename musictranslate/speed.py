@@ -118,14 +118,11 @@ def default_warmup(cfg: ModelConfig) -> int:
     """Samples each segment generates and throws away before its crossfade, unless set.
 
     A segment starts from silence, as every training segment does, and its warm-up only has to
-    make it forget that start before it is heard. Measured on the shipped default model
-    teacher-forced on rendered piano and flute: cutting the context ``w`` samples back moves the
-    next-sample distributions (against the full 2,047-sample receptive field) by a mean total
-    variation of 0.06 at w = 0, 0.015 at 400, 0.001 at 800 and 0.0001 at 1,200. The decoders
-    trained longer since lean on more of their context: on the melody of tests/test_speed.py the
-    piano decoder moved by 0.027 at half the receptive field (1,023), over ``BF16_TOLERANCE``'s
-    0.01 mean, and by 0.002 at three quarters (1,535); the worst other decoder by 0.020 and 0.001.
-    Three quarters keeps short files faster than a whole receptive field would;
+    make it forget that start before it is heard. Decoders trained longer lean on more of their
+    context: half the receptive field was enough for early models and moved a later piano decoder
+    by more than ``BF16_TOLERANCE`` (tests/test_speed.py checks the shipped model at this default;
+    the figures are in docs/speed.md). Three quarters keeps short files faster than a whole
+    receptive field would;
     tests/test_speed.py checks it on the shipped model.
     """
     return cfg.decoder_receptive_field * 3 // 4

@@ -40,6 +40,7 @@ from .registry import (
     add_decoder,
     claim_model_folder,
     load_model,
+    recorded_path,
     refined_decoders,
     save_model,
 )
@@ -66,8 +67,9 @@ class TrainOptions:
     grad_clip: float = 1.0
     checkpoint_every: int = 200
     val_batches: int = 4
-    """Per domain, at each checkpoint. One batch of 8 x 0.5 s had read the default piano decoder
-    at 2.98 nats where ten read 2.67; each costs about a second on 2 cores (small, 8 x 0.5 s)."""
+    """Per domain, at each checkpoint: one batch reads a decoder's loss too noisily to compare
+    checkpoints (the default model's card has the figures); each costs about a second on 2 cores
+    at the small preset's sizes."""
     log_every: int = 10
     seed: int = 0
     workers: int = 1
@@ -111,8 +113,8 @@ class TrainOptions:
 WARMUP_STEPS = 300
 """Learning-rate ramp of a run whose fresh optimiser starts on trained weights (``--init``,
 ``add-domain --refine``). Why: a fresh Adam's first steps move every weight by about the learning
-rate whatever its gradient; measured on the default model, six such steps at 3e-4 raised organ's
-validation loss from 3.22 to 5.25 nats, and with the ramp they left it at 3.21."""
+rate whatever its gradient, which undoes much of what the weights had learned (measured on the
+default model: its card, models/default/README.md)."""
 
 
 def _with_warmup(options: TrainOptions, trained_weights: bool) -> TrainOptions:
@@ -236,7 +238,7 @@ def _split(files: dict[str, list[Path]], seed: int, val_data: str | Path | None)
     splits = {
         domain: {"train": found, "val": val_files[domain], "test": []} for domain, found in files.items()
     }
-    return splits, f"every file for training; validation from {Path(val_data).resolve()}"
+    return splits, f"every file for training; validation from {recorded_path(val_data)}"
 
 
 def _load_sources(splits: Splits, segment: int, split: str) -> tuple[list, int]:
@@ -453,7 +455,7 @@ def train(
                 "wall_seconds": round(seconds, 1),
                 "world_size": dist.world,
                 "device": dist.device.type,
-                "data": str(Path(data).resolve()),
+                "data": recorded_path(data),
                 "domains": {d: {k: len(v) for k, v in s.items()} for d, s in splits.items()},
                 "split_rule": split_rule,
                 "input_level_db": input_level_db,
@@ -548,7 +550,7 @@ def add_domain(
         def checkpoint(step: int, losses: dict, val_losses: dict) -> None:
             provenance = {
                 "steps": step,
-                "data": str(folder.resolve()),
+                "data": recorded_path(folder),
                 "files": {k: len(v) for k, v in splits[name].items()},
                 "skipped_files": skipped,
                 "losses": losses,

@@ -108,3 +108,23 @@ def test_saved_models_carry_a_model_card_that_matches_the_manifest(tmp_path: Pat
     card = (folder / "README.md").read_text()
     assert "# Model `carded`" in card and "piano, flute" in card
     assert "1 blocks x 4 layers, 8 residual / 8 skip channels" in card
+
+
+def test_a_re_saved_model_keeps_the_hand_written_history_of_its_card(tmp_path: Path) -> None:
+    """Training re-renders the card at every checkpoint; the History a person wrote stays."""
+    from musictranslate.registry import add_decoder
+
+    from .conftest import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "m")
+    history = "\n## History\n\nStage 1: trained on a laptop; a longer run was tried and not shipped.\n"
+    card = folder / "README.md"
+    card.write_text(card.read_text() + "\n## Evaluation\n\nstale scores\n" + history)
+    make_tiny_model(folder, seed=1)  # a checkpoint re-saves the whole folder
+    text = card.read_text()
+    assert text.endswith(history) and text.count("## History") == 1
+    assert "stale scores" not in text and "# Model `m`" in text
+    model = load_model(folder)
+    add_decoder(model, "organ", model.decoder("piano"))  # add-domain rewrites the card in place
+    text = card.read_text()
+    assert text.endswith(history) and "organ" in text.split("## History")[0]

@@ -23,7 +23,7 @@ needs_cli = pytest.mark.skipif(not HAVE_CLI, reason="fluidsynth program or sound
 
 
 def _score() -> NoteScore:
-    """Two parts with the traps design.md measured: a zero-length grace note, unison overlap."""
+    """Two parts with the traps docs/design.md measured: a zero-length grace note, unison overlap."""
     soprano = [Note(0, 480, 72), Note(480, 480, 74), Note(480, 960, 76), Note(960, 1920, 77)]
     alto = [Note(0, 960, 67), Note(480, 1440, 67), Note(960, 1920, 65)]
     return NoteScore([soprano, alto], [(0, 500_000), (960, 1_000_000)])

@@ -75,7 +75,7 @@ def test_a_validation_folder_of_its_own(dataset: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     training = json.loads((out / "manifest.json").read_text())["training"]
     assert training["domains"]["sine"] == {"train": 4, "val": 2, "test": 0}  # every data file trains
-    assert set(training["val_losses"]) == {"saw", "sine"} and str(val.resolve()) in training["split_rule"]
+    assert set(training["val_losses"]) == {"saw", "sine"} and "validation from val" in training["split_rule"]
     # the saved validation loss is the mean of --val-batches fixed batches; it never moves training
     more = run(
         "train",
@@ -102,6 +102,37 @@ def test_a_validation_folder_of_its_own(dataset: Path, tmp_path: Path) -> None:
     result = run("train", dataset, "--output", tmp_path / "n", "--val", val, *TINY, "--steps", "2")
     assert result.exit_code == 1 and "same domain sub-folders" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_manifest_names_the_data_relative_to_the_current_folder_or_by_name(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A committed manifest must not carry the absolute path of the machine that trained it."""
+    project = tmp_path / "project"
+    shutil.copytree(dataset, project / "data" / "train")
+    monkeypatch.chdir(project)
+    steps = (*TINY, "--steps", "2", "--val-batches", "1")
+    assert run("train", "data/train", "-o", project / "inside", *steps).exit_code == 0
+    assert json.loads((project / "inside" / "manifest.json").read_text())["training"]["data"] == "data/train"
+    assert run("train", dataset, "-o", project / "outside", *steps).exit_code == 0
+    assert json.loads((project / "outside" / "manifest.json").read_text())["training"]["data"] == dataset.name
+    added = run(
+        "add-domain",
+        dataset / "sine",
+        "--name",
+        "tone",
+        "-m",
+        project / "outside",
+        *STEP,
+        "--steps",
+        "2",
+        "--val-batches",
+        "1",
+    )
+    assert added.exit_code == 0, added.output
+    decoder = json.loads((project / "outside" / "manifest.json").read_text())["decoders"]["tone"]
+    assert decoder["provenance"]["data"] == "sine"
+    assert str(tmp_path) not in (project / "outside" / "README.md").read_text()
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 # Fine-tune the default model on a lent GPU machine for a fixed wall time; run from the repo root
 # there, with the packed subset (.gpudata, from examples/device/subset.py) and wheels of what the
 # machine lacks (.whl: soundfile, soxr, librosa, audioread, lazy_loader, decorator, pooch,
-# platformdirs, cffi, pycparser) carried along. README "Training on a GPU" has the whole recipe.
+# platformdirs, cffi, pycparser) carried along. docs/training.md has the whole recipe.
 #
 #   bash examples/device/train.sh joint 530   # every domain, from models/default (train --init)
 #   bash examples/device/train.sh piano 150   # the piano decoder alone (add-domain --refine)

@@ -10,8 +10,8 @@ files, in its own two files so the registry manifest is untouched:
     <model>/classifier.json          domains, feature settings, sha256, training provenance
 
 Re-saving a model (training it further) keeps the classifier while the model still has every
-domain it knows. A classifier trained on one soundfont partly
-learns its quirks (design.md): pass several ``data`` folders, one per soundfont, when you have them.
+domain it knows. A classifier trained on one soundfont partly learns its quirks (docs/design.md,
+"Data"): pass several ``data`` folders, one per soundfont, when you have them.
 """
 
 from __future__ import annotations

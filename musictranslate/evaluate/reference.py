@@ -1,7 +1,8 @@
 """Scores against a parallel reference: the same notes rendered on the target instrument.
 
 The paper had no ground truth; our test split is rendered in every domain, so a translation can be
-compared with the real thing. Content and timbre get separate numbers (design.md, "Evaluation"):
+compared with the real thing. Content and timbre get separate numbers (docs/design.md,
+"Evaluation: which number means what"):
 
 * timbre - multi-resolution STFT distance and log-mel distance (both after RMS normalisation, so
   a louder output is not penalised for its gain);

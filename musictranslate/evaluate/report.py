@@ -4,7 +4,7 @@ The test set is a folder with one subfolder per domain holding the same pieces r
 instrument (``TESTDIR/<domain>/<piece>.flac``, what the data recipe writes for its test split).
 For each chosen piece, source domain and target domain, the source clip is translated with the
 model and four *systems* are scored the same way, so every model number has its baselines beside
-it (design.md, "Evaluation: which number means what"):
+it (docs/design.md, "Evaluation: which number means what"):
 
 * ``model`` - the translation;
 * ``identity`` - the input copied through (the floor: what doing nothing scores);
@@ -25,8 +25,8 @@ against the source's pitch track (:mod:`.pitch`), measures against the reference
 (``seconds``, 10 by default) because pyin costs ~0.1-0.2 s per second of audio.
 
 With ``seeds`` above 1 every clip is translated that many times, at consecutive sampler seeds, and
-the model's scores are their means: on the shipped model eight whistles' mean pitch NCC swung by up
-to 0.25 with the seed alone, more than most changes a report is run to judge.
+the model's scores are their means: on the shipped model the seed alone moved the mean pitch NCC of
+eight whistles by more than most changes a report is run to judge (its card has the figures).
 """
 
 from __future__ import annotations

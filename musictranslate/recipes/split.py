@@ -32,7 +32,7 @@ from itertools import pairwise
 
 SPLITS = ("train", "val", "test")
 INTERVALS = 16
-"""Melodic intervals compared for grouping (design.md)."""
+"""Melodic intervals compared for grouping (docs/design.md, "Data")."""
 
 MIN_INTERVALS = 8
 """A top voice with fewer intervals is too short to identify a tune; it groups by work only."""

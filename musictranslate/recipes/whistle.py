@@ -49,7 +49,7 @@ MELODY_BPM = 120.0
 
 @dataclass(frozen=True)
 class WhistleParams:
-    """Knobs of the whistle model; the defaults follow design.md."""
+    """Knobs of the whistle model; the defaults follow docs/design.md, "Data"."""
 
     sample_rate: int = SAMPLE_RATE
     vibrato_hz: float = 5.5
