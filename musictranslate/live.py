@@ -23,6 +23,7 @@ import threading
 import time
 import wave
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -200,11 +201,34 @@ def _encoded(
         except BaseException as exc:  # handed to the decoding thread, which raises it
             results.put(exc)
 
-    threading.Thread(target=work, name="musictranslate-encoder", daemon=True).start()
-    while (item := results.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    worker = threading.Thread(target=work, name="musictranslate-encoder", daemon=True)
+    worker.start()
+    try:
+        while (item := results.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        _stop_encoder(worker, results, stop)
+
+
+ENCODER_STOP_SECONDS = 5.0
+"""How long an early stop waits for the encoder thread to finish its block (a device read times
+out well within it)."""
+
+
+def _stop_encoder(worker: threading.Thread, results: queue.Queue, stop: threading.Event) -> None:
+    """Stop the encoder thread and wait for it, emptying the queue it may be blocked on.
+
+    Why wait: a thread still inside a torch call when the interpreter exits is killed there, and
+    the C++ runtime aborts the process (SIGABRT) instead of exiting with the status we chose.
+    """
+    stop.set()
+    deadline = time.monotonic() + ENCODER_STOP_SECONDS
+    while worker.is_alive() and time.monotonic() < deadline:
+        with suppress(queue.Empty):
+            results.get(timeout=0.05)
+    worker.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def run_live(
@@ -221,10 +245,11 @@ def run_live(
     paced = isinstance(source, DeviceInput)
     meter = _Meter(stream, buffer_ms, paced)
     stop = threading.Event()
+    encoded_blocks = _encoded(stream, source, stop, threaded)
     try:
         if on_start is not None:
             on_start()
-        for encoded in _encoded(stream, source, stop, threaded):
+        for encoded in encoded_blocks:
             first, started, cpu = stream.emitted, time.perf_counter(), time.thread_time()
             out = stream.decode(encoded.frames)
             meter.record(encoded, first, len(out), time.perf_counter() - started, time.thread_time() - cpu)
@@ -232,6 +257,7 @@ def run_live(
         sink.commit()
     finally:
         stop.set()
+        encoded_blocks.close()  # now, not when collected: the encoder thread is stopped first
         source.close()
         sink.close()
     device_underruns = sink.underruns if isinstance(sink, DeviceOutput) else 0
