@@ -78,15 +78,18 @@ class Decoder(nn.Module):
         self.head1 = nn.Conv1d(s, s, 1)
         self.head2 = nn.Conv1d(s, cfg.n_classes, 1)
 
-    def forward(self, target: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, target: torch.Tensor, latent: torch.Tensor, past: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Teacher-forced logits ``(batch, classes, time)``; logit ``t`` predicts ``target[:, t]``.
 
         ``target`` holds mu-law classes ``(batch, time)``; the decoder sees them shifted right by
-        one, with silence before the first sample.
+        one, with silence before the first sample. ``past``, when given, is what it sees instead
+        (a corrupted copy of ``target`` in training, so it learns to lean on the latent).
         """
         r, pool = self.cfg.residual_channels, self.cfg.pool
         length = target.shape[1]
-        previous = F.pad(target[:, :-1], (1, 0), value=START_CLASS)
+        previous = F.pad((target if past is None else past)[:, :-1], (1, 0), value=START_CLASS)
         h = self.embed(previous).transpose(1, 2)
         conditions = self.condition(latent).split(2 * r, dim=1)
         skip = 0.0

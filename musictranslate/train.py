@@ -80,6 +80,9 @@ class TrainOptions:
     parallel: float = 0.0
     """Share of segments encoded from another domain's rendering of the same notes (data of
     parallel renders: same file names in every domain); 0 trains exactly as the paper."""
+    decoder_noise: float = 0.0
+    """Standard deviation of Gaussian noise added to the past samples the decoder is given in
+    training (companded mu-law units, full scale 2); 0 is exact teacher forcing, as the paper."""
 
     def __post_init__(self) -> None:
         """Refuse values that would otherwise fail deep in the loop with a traceback (a zero
@@ -98,6 +101,8 @@ class TrainOptions:
             raise UsageError(f"--lambda {self.confusion_weight}: give 0 or more")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise UsageError(f"--warmup {self.warmup_steps}: give 0 or more")
+        if not 0 <= self.decoder_noise <= 1:
+            raise UsageError(f"--decoder-noise {self.decoder_noise}: give a value from 0 to 1")
         if not 0 <= self.parallel <= 1:
             raise UsageError(f"--parallel {self.parallel}: give a share from 0 to 1")
         if self.workers < 0:

@@ -36,9 +36,27 @@ class AutoEncoders(nn.Module):
         self.encoder = encoder
         self.decoders = nn.ModuleDict(decoders)
 
-    def forward(self, domain: str, encoder_input: torch.Tensor, target: torch.Tensor):
+    def forward(
+        self,
+        domain: str,
+        encoder_input: torch.Tensor,
+        target: torch.Tensor,
+        past: torch.Tensor | None = None,
+    ):
         latent = self.encoder(encoder_input)
-        return self.decoders[domain](target, latent), latent
+        return self.decoders[domain](target, latent, past), latent
+
+
+def noisy_past(target: torch.Tensor, std: float, n_classes: int) -> torch.Tensor:
+    """``target``'s mu-law classes with Gaussian noise of ``std`` added on the companded scale.
+
+    Why: in generation the decoder's past is its own sampled output, never the clean signal it was
+    trained on; a decoder that has only seen clean pasts follows them and drifts off the notes,
+    while one trained on noisy pasts must take the notes from the latent.
+    """
+    scale = (n_classes - 1) / 2
+    companded = target.float() / scale - 1 + std * torch.randn(target.shape, device=target.device)
+    return ((companded.clamp(-1, 1) + 1) * scale).round().long()
 
 
 class Trainer:
@@ -97,7 +115,10 @@ class Trainer:
         self.set_lr(step)
         self.autoencoders.train()
         with self._autocast():
-            logits, latent = self.ae(name, encoder_input, target)
+            past = None
+            if self.options.decoder_noise > 0:
+                past = noisy_past(target, self.options.decoder_noise, self.config.n_classes)
+            logits, latent = self.ae(name, encoder_input, target, past)
         stats: dict = {"domain": name, "lr": self.ae_opt.param_groups[0]["lr"]}
         if self.train_encoder:
             self.conf_opt.zero_grad(set_to_none=True)

@@ -464,3 +464,24 @@ def test_parallel_training_lowers_the_loss(parallel_dataset: Path, tmp_path: Pat
     assert manifest["training"]["options"]["parallel"] == 1.0
     bad = run(*args[:3], tmp_path / "other", *TINY, "--parallel", "1.5")
     assert bad.exit_code == 2 and "--parallel" in bad.output
+
+
+def test_decoder_noise_training_lowers_the_loss_and_corrupts_only_the_past(
+    dataset: Path, tmp_path: Path
+) -> None:
+    from musictranslate.train_step import noisy_past
+
+    target = torch.randint(0, 256, (4, 2000))
+    past = noisy_past(target, 0.05, 256)
+    assert past.shape == target.shape and past.min() >= 0 and past.max() <= 255
+    assert 0.5 < (past != target).float().mean() and (past - target).abs().float().mean() < 10
+    assert torch.equal(noisy_past(target, 0.0, 256), target)
+    out = tmp_path / "m"
+    args = ("train", dataset, "-o", out, *TINY, "--steps", "60", "--lr", "1e-2", "--no-augment")
+    result = run(*args, "--decoder-noise", "0.05")
+    assert result.exit_code == 0, result.output
+    losses = [r["reconstruction"] for r in log_of(out)]
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.5
+    assert json.loads((out / "manifest.json").read_text())["training"]["options"]["decoder_noise"] == 0.05
+    bad = run(*args[:3], tmp_path / "other", *TINY, "--decoder-noise", "2")
+    assert bad.exit_code == 2 and "--decoder-noise" in bad.output

@@ -46,6 +46,15 @@ LoaderWorkersOption = Annotated[
 Bf16Option = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (faster on CPUs with AVX512-BF16).")]
 NoAugOption = Annotated[bool, typer.Option("--no-augment", help="Turn off the pitch-shift augmentation.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu or cuda.")]
+DecoderNoiseOption = Annotated[
+    float,
+    typer.Option(
+        "--decoder-noise",
+        help="Noise (standard deviation, 0-1 of the companded scale) added to the past samples the "
+        "decoder is given, so it learns to take the notes from the latent; 0: the paper's exact "
+        "teacher forcing.",
+    ),
+]
 WarmupOption = Annotated[
     Optional[int],
     typer.Option(
@@ -149,6 +158,7 @@ def train_command(
             "paper's autoencoding only.",
         ),
     ] = 0.0,
+    decoder_noise: DecoderNoiseOption = 0.0,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Train a new model in place of the model in --output.")
     ] = False,
@@ -179,6 +189,7 @@ def train_command(
             device=device,
             warmup_steps=warmup,
             parallel=parallel,
+            decoder_noise=decoder_noise,
         )
         with _training_progress(quiet) as progress:
             out_folder = model_output_path(output, models)
@@ -233,6 +244,7 @@ def add_domain_command(
         ),
     ] = False,
     warmup: WarmupOption = None,
+    decoder_noise: DecoderNoiseOption = 0.0,
     quiet: QuietOption = False,
 ) -> None:
     """Add a domain to a trained model: a new decoder trained with the encoder frozen.
@@ -262,6 +274,7 @@ def add_domain_command(
             augment=not no_augment,
             device=device,
             warmup_steps=warmup,
+            decoder_noise=decoder_noise,
         )
         domain = name or data.resolve().name
         with _training_progress(quiet) as progress:
