@@ -58,8 +58,7 @@ def _child(source: str, model: str, output: str) -> None:
     ``decode``; they are called one after the other here to time each."""
     start = time.perf_counter()
     from musictranslate import decode, encode, load_audio, load_model, save_audio
-    from musictranslate.generate import GenerationOptions
-    from musictranslate.speed import plan_generation
+    from musictranslate.speed import GenerationOptions, plan_generation
 
     loaded = load_model(model)
     domain = loaded.domains[0]

@@ -55,12 +55,13 @@ from .audio import (
 )
 from .config import SAMPLE_RATE
 from .errors import DomainError, MusicTranslateError, OutputError, UsageError
-from .generate import GenerationOptions, Progress
+from .generate import Progress
 from .input_fit import AUTO
 from .loudness import limit_peak
 from .names import DOMAIN_RULE, is_domain_name
 from .registry import Model
 from .scan import audio_files, real_path
+from .speed import GenerationOptions
 from .translation import decode, encode_blend, encode_fitted
 
 DEFAULT_EXTENSION = ".wav"

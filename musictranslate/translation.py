@@ -27,11 +27,12 @@ from .audio import check_audible, companded, mu_law_encode
 from .catalog import DEFAULT_MODEL
 from .config import SAMPLE_RATE
 from .fast_encoder import FastEncoder
-from .generate import DTypeLike, FastDecoder, GenerationOptions, Progress, generate, resolve_dtype
+from .generate import FastDecoder, Progress, generate
 from .input_fit import AUTO, fit_input
 from .loudness import match_loudness as matched
 from .registry import Model, load_model
 from .runtime import native_bf16, resolve_device
+from .speed import DTypeLike, GenerationOptions, resolve_dtype
 
 ENCODE_CHUNK_FRAMES = 600
 """Frames (30 s at the paper's pool) encoded per chunk, so memory stays flat on long files."""

@@ -19,9 +19,9 @@ from musictranslate import jobs
 from musictranslate.audio import AUDIO_EXTENSIONS, save_audio
 from musictranslate.cli import app
 from musictranslate.config import SAMPLE_RATE
-from musictranslate.generate import GenerationOptions
 from musictranslate.loudness import loudness_db
 from musictranslate.registry import load_model
+from musictranslate.speed import GenerationOptions
 from musictranslate.translation import BlendWarning
 
 from .conftest import tone

@@ -12,9 +12,9 @@ import torch
 from musictranslate import load_model
 from musictranslate.config import SAMPLE_RATE, preset
 from musictranslate.fused import compiled
-from musictranslate.generate import FastDecoder, GenerationCancelled, GenerationOptions, Sampler, generate
+from musictranslate.generate import FastDecoder, GenerationCancelled, Sampler, generate
 from musictranslate.model import Decoder
-from musictranslate.speed import plan_generation
+from musictranslate.speed import GenerationOptions, plan_generation
 
 
 def _decoder(name: str, seed: int) -> Decoder:

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from musictranslate.config import preset
-from musictranslate.generate import FastDecoder, GenerationOptions, generate
+from musictranslate.generate import FastDecoder, generate
 from musictranslate.model import Decoder
+from musictranslate.speed import GenerationOptions
 
 
 @pytest.mark.parametrize("layers,length", [(4, 300), (10, 1400)])

@@ -18,14 +18,16 @@ import torch.nn.functional as F
 from musictranslate import encode, load_model, translate
 from musictranslate.audio import companded, mu_law_encode
 from musictranslate.config import SAMPLE_RATE, preset
-from musictranslate.generate import FastDecoder, GenerationOptions, Sampler, generate, resolve_dtype
+from musictranslate.generate import FastDecoder, Sampler, generate
 from musictranslate.model import ConfusionNet, Decoder, Encoder
 from musictranslate.registry import save_model
 from musictranslate.speed import (
     BF16_TOLERANCE,
     MAX_STATE_BYTES,
+    GenerationOptions,
     default_warmup,
     plan_generation,
+    resolve_dtype,
     state_bytes,
 )
 from musictranslate.workers import forking

@@ -34,7 +34,7 @@ from .numbers import finite
 from .translate_cmd import BatchOption, ForceOption, SeedOption, TemperatureOption, TransposeOption
 
 if TYPE_CHECKING:
-    from ..generate import GenerationOptions
+    from ..speed import GenerationOptions
 
 evaluate_app = typer.Typer(
     name="evaluate",
@@ -282,8 +282,8 @@ def _generation(
     device: Device, threads: int | None, seed: int, temperature: float, batch_size: int
 ) -> GenerationOptions:
     """Apply --device/--threads/--seed like ``translate`` does and build the generation options."""
-    from ..generate import GenerationOptions
     from ..runtime import configure_runtime
+    from ..speed import GenerationOptions
 
     resolved = configure_runtime(device.value, threads, seed)
     return GenerationOptions(temperature=temperature, seed=seed, batch_size=batch_size, device=resolved)

@@ -161,10 +161,10 @@ def _run_and_report(
 ) -> None:
     """What ``translate`` and ``blend`` share once their inputs are planned: set up the runtime,
     load the model, check every domain before any work, run, report, and exit 0 or 1."""
-    from ..generate import GenerationOptions, resolve_dtype
     from ..jobs import RunOptions, check_domains, parse_transpose, run
     from ..registry import load_model
     from ..runtime import configure_runtime
+    from ..speed import GenerationOptions, resolve_dtype
 
     if dtype is not None:
         try:
