@@ -28,6 +28,8 @@ from .scan import audio_files, subfolders
 SILENT_RMS = 0.005
 """Segments quieter than this (about -46 dBFS) teach nothing and are redrawn."""
 MAX_DRAWS = 20
+READ_ERRORS = (sf.LibsndfileError, RuntimeError, OSError)
+"""What reading a segment raises when a file went bad after the scan: that draw is skipped."""
 
 
 class DataError(MusicTranslateError):
@@ -216,7 +218,7 @@ class DomainBatches(torch.utils.data.Dataset):
             start = int(rng.integers(0, source.length - self.segment + 1))
             try:
                 segment = source.read(start, self.segment)
-            except (sf.LibsndfileError, RuntimeError, OSError):
+            except READ_ERRORS:
                 continue  # a file that went bad after the scan: draw from another
             if len(segment) == self.segment and math.sqrt(float(np.mean(segment**2))) >= SILENT_RMS:
                 break
@@ -235,7 +237,7 @@ class DomainBatches(torch.utils.data.Dataset):
             return None
         try:
             segment = source.read(start, self.segment)
-        except (sf.LibsndfileError, RuntimeError, OSError):
+        except READ_ERRORS:
             return None
         return (other, segment) if len(segment) == self.segment else None
 
