@@ -256,8 +256,7 @@ def run_live(
             sink.write(out)
         sink.commit()
     finally:
-        stop.set()
-        encoded_blocks.close()  # now, not when collected: the encoder thread is stopped first
+        encoded_blocks.close()  # now, not when collected: stops (and waits for) the encoder thread
         source.close()
         sink.close()
     device_underruns = sink.underruns if isinstance(sink, DeviceOutput) else 0
