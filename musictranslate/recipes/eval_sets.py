@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..safe_write import write_atomically, write_text
 from .midi import Note, NoteScore, read_midi, write_midi
 from .render import find_soundfont, link_or_copy, render_midi
 from .whistle import EVAL_FOLDER, EVAL_SECONDS, write_eval_set
@@ -91,7 +92,8 @@ def _render_set(
     for name, score, programs in renders:
         midi = root / "midi" / f"{name}.mid"
         midi.parent.mkdir(parents=True, exist_ok=True)
-        midi.write_bytes(write_midi(score))
+        contents = write_midi(score)
+        write_atomically(midi, lambda temp, data=contents: Path(temp).write_bytes(data), replace=True)
         for domain, program in programs.items():
             render_midi(
                 midi, program, root / domain / f"{name}.flac", soundfont, max_seconds=EVAL_SECONDS + 5
@@ -146,7 +148,7 @@ def write_eval_sets(
     test = {p: e for p, e in pieces.items() if e["split"] == "test"}
     long_enough = [p for p, e in test.items() if e["duration"] >= EVAL_SECONDS - 1]
     whistled, shifts = write_eval_set(data, {p: e["duration"] for p, e in test.items()}, domains)
-    (data / EVAL_FOLDER / TRANSPOSITIONS).write_text(json.dumps({"whistle": shifts}, indent=1) + "\n")
+    write_text(data / EVAL_FOLDER / TRANSPOSITIONS, json.dumps({"whistle": shifts}, indent=1) + "\n")
     monophonic = [p for p in long_enough if test[p]["parts"] == 1]
     return {
         "seconds": EVAL_SECONDS,
