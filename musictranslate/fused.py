@@ -8,6 +8,15 @@ latent frame of steps per call, so Python is entered once per ``pool`` samples:
 - the weights are ``FastDecoder``'s folded float32 weights (the same arrays, so both steps share
   one derivation), contiguous and laid out ``(in, out)``: each matrix-vector product is a run of
   contiguous multiply-adds over the output channels that the compiler vectorises;
+- a matrix-vector product reads every weight once per sample and reuses none, so at batch 1 the
+  step is bound by the bytes of its weights, not its arithmetic (the small decoder's float32
+  matrices are about the size of L2). In ``bfloat16`` the matrices are stored as bfloat16 bits,
+  half the bytes, and widened to float32 as they are loaded (``_widen``: a shift, exact); the
+  activations, the accumulation and everything else stay float32. This is the plan's
+  ``bfloat16`` dtype for this step (``speed.py``), with ``speed.BF16_TOLERANCE`` as its bound;
+- layer 0's input is the embedding of the previous class, so both its taps are rows of two
+  ``(classes + 1, 2r)`` tables (the embedding times each tap, in float64, and a zero row for the
+  zero padding before the first sample): two lookups instead of its matrix-vector product;
 - each layer keeps ``dilation + 1`` past inputs in its own ring (one array holds every layer's
   ring back to back), so the two taps read ``x[t]`` and ``x[t - d]`` in place;
 - a layer's residual and skip outputs are accumulated in the same pass over its gate output;
@@ -38,6 +47,9 @@ import torch
 from .config import ModelConfig
 from .model import START_CLASS
 
+DTYPES = (torch.float32, torch.bfloat16)
+"""How the fused step may store its matrices (``FusedDecoder``): computed in float32 either way."""
+
 if TYPE_CHECKING:
     from .generate import FoldedWeights
 
@@ -67,6 +79,37 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+def _widen(weight: np.float32 | np.uint16) -> np.float32:
+    """A stored weight as float32: a float32 itself, or the bfloat16 bits ``weight`` (uint16) as
+    the float32 whose upper half they are. ``compiled()`` replaces this by ``_widen_intrinsic``."""
+    if isinstance(weight, np.uint16):
+        return (np.uint32(weight) << np.uint32(16)).view(np.float32)
+    return np.float32(weight)
+
+
+def _widen_intrinsic() -> Callable:
+    """``_widen`` for compiled code: no copy, no branch at run time (numba picks the
+    conversion from the array's dtype when it compiles), and a zero-extend, shift and bit cast
+    for bfloat16, which vectorise with the multiply-adds."""
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    def same(context: object, builder: ir.IRBuilder, signature: object, args: list) -> ir.Value:
+        return args[0]
+
+    def from_bfloat16(context: object, builder: ir.IRBuilder, signature: object, args: list) -> ir.Value:
+        bits = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+        return builder.bitcast(bits, ir.FloatType())
+
+    @intrinsic
+    def widen(typingctx: object, weight: types.Type) -> tuple | None:
+        codegen = {types.float32: same, types.uint16: from_bfloat16}.get(weight)
+        return None if codegen is None else (types.float32(weight), codegen)
+
+    return widen
+
+
 def _sigmoid_inplace(a: np.ndarray) -> None:
     """``a = sigmoid(a) = (1 + tanh(a / 2)) / 2`` with Eigen's rational tanh (vectorises)."""
     half = np.float32(0.5)
@@ -87,11 +130,11 @@ def _accumulate(acc: np.ndarray, x: np.ndarray, w: np.ndarray, row: int) -> None
         x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
         w0, w1, w2, w3 = w[row + i], w[row + i + 1], w[row + i + 2], w[row + i + 3]
         for j in range(width):
-            acc[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j]
+            acc[j] += x0 * _widen(w0[j]) + x1 * _widen(w1[j]) + x2 * _widen(w2[j]) + x3 * _widen(w3[j])
     for i in range(quads, n):
         xi, wi = x[i], w[row + i]
         for j in range(width):
-            acc[j] += xi * wi[j]
+            acc[j] += xi * _widen(wi[j])
 
 
 def _pick(logits: np.ndarray, u: np.float32, temperature: np.float32, scratch: np.ndarray) -> int:
@@ -131,8 +174,10 @@ def _steps(
     offsets: np.ndarray,  # (layers,) first ring slot of each layer
     slots: np.ndarray,  # (layers,) dilation + 1
     previous: np.ndarray,  # (batch,) int64: the class before step t0, updated
+    before: np.ndarray,  # (batch,) int64: the class before that (classes: none yet), updated
     embed: np.ndarray,
-    taps: np.ndarray,  # (layers, 2r, 2r): rows [x[t]; x[t - d]]
+    first_taps: np.ndarray,  # (2, classes + 1, 2r): layer 0's taps of each class (and of zeros)
+    taps: np.ndarray,  # (layers, 2r, 2r): rows [x[t]; x[t - d]]; layer 0's are read as first_taps
     res_weight: np.ndarray,  # (layers, r, r)
     skip_weight: np.ndarray,  # (layers, r, s)
     skip_bias: np.ndarray,
@@ -171,8 +216,12 @@ def _steps(
             for b in range(batch):
                 ring = rings[b]
                 a[:] = condition[b, 2 * r * layer : 2 * r * (layer + 1)]
-                _accumulate(a, ring[now], w, 0)
-                _accumulate(a, ring[past], w, r)
+                if layer == 0:
+                    a += first_taps[0, previous[b]]
+                    a += first_taps[1, before[b]]
+                else:
+                    _accumulate(a, ring[now], w, 0)
+                    _accumulate(a, ring[past], w, r)
                 _sigmoid_inplace(a)
                 for i in range(r):  # -tanh(a1) sigmoid(a2), signs folded into the weights
                     z[i] = a[r + i] - np.float32(2.0) * a[i] * a[r + i]
@@ -192,6 +241,7 @@ def _steps(
                 logits_out[b, step] = logits
             chosen = targets[b, step] if forced else _pick(logits, uniforms[step, b], temperature, scratch)
             out[b, step] = chosen
+            before[b] = previous[b]
             previous[b] = chosen
 
 
@@ -203,13 +253,14 @@ def compiled() -> SimpleNamespace:
     """The kernels compiled by numba, or loaded from its on-disk cache (``cache=True``): done on
     first use, so importing this module costs nothing. The kernels call each other through this
     module's globals, so those are replaced by their compiled versions."""
-    global _sigmoid_inplace, _accumulate, _pick, _steps
+    global _widen, _sigmoid_inplace, _accumulate, _pick, _steps
     import numba
 
     def jit(function: Callable) -> Callable:
         return numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")(function)
 
     with _compile_lock:
+        _widen = _widen_intrinsic()
         _sigmoid_inplace, _accumulate, _pick = jit(_sigmoid_inplace), jit(_accumulate), jit(_pick)
         _steps = jit(_steps)
     return SimpleNamespace(steps=_steps, pick=_pick)
@@ -227,6 +278,7 @@ class FusedState:
             axis=1,
         ).copy()
         self.previous = np.full(batch, START_CLASS, dtype=np.int64)
+        self.before = np.full(batch, decoder.first_taps.shape[1] - 1, dtype=np.int64)  # zeros
         self.condition = np.zeros((batch, decoder.cond_weight.shape[1]), dtype=np.float32)
         self.t = 0
 
@@ -236,30 +288,47 @@ class FusedState:
 
 
 class FusedDecoder:
-    """A decoder's folded float32 weights (``FastDecoder.weights``) as the fused step reads them.
+    """A decoder's folded float32 weights (``FastDecoder.weights``) as the fused step reads them,
+    the matrices stored in ``dtype`` (one of ``DTYPES``).
 
-    ``FastDecoder.fused()`` builds one, so the weight folding has one home and both steps give
-    the same logits to float32 rounding; ``FastDecoder.sample`` drives either step.
+    ``FastDecoder.fused()`` builds one, so the weight folding has one home and, in float32, both
+    steps give the same logits to float32 rounding; ``FastDecoder.sample`` drives either step.
     """
 
-    def __init__(self, weights: FoldedWeights, dilations: Sequence[int], cfg: ModelConfig) -> None:
-        self.cfg = cfg
+    def __init__(
+        self,
+        weights: FoldedWeights,
+        dilations: Sequence[int],
+        cfg: ModelConfig,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"the fused step stores float32 or bfloat16, not {dtype}")
+        self.cfg, self.dtype = cfg, dtype
 
         def a(t: torch.Tensor) -> np.ndarray:
             return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
 
-        layers = len(dilations)
+        def m(t: torch.Tensor) -> np.ndarray:  # a matrix, as the kernel stores it
+            if dtype == torch.float32:
+                return a(t)
+            return t.detach().cpu().to(dtype).contiguous().view(torch.int16).numpy().view(np.uint16)
+
+        layers, r = len(dilations), cfg.residual_channels
         self.slots = np.array([d + 1 for d in dilations], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.slots)[:-1]]).astype(np.int64)
         self.ring_init = [a(t) for t in weights.ring_init]
         self.cond_weight, self.cond_bias = weights.cond_weight, weights.cond_bias
         self.embed = a(weights.embed)
-        self.taps = np.stack([a(t) for t in weights.taps])
-        self.res_weight = np.stack([a(t) for t in weights.res_weight])
-        self.skip_weight = a(weights.skip_weight).reshape(layers, cfg.residual_channels, -1)
+        embed, first = weights.embed.double(), weights.taps[0].double()
+        self.first_taps = np.zeros((2, len(self.embed) + 1, 2 * r), dtype=np.float32)  # + zeros
+        self.first_taps[:, :-1] = torch.stack([embed @ first[:r], embed @ first[r:]]).numpy()
+        self.taps = np.stack([m(t) for t in weights.taps])
+        self.res_weight = np.stack([m(t) for t in weights.res_weight])
+        self.skip_weight = m(weights.skip_weight).reshape(layers, r, -1)
         self.skip_bias = a(weights.skip_bias)
-        self.head1 = (a(weights.head1[0]), a(weights.head1[1]))
-        self.head2 = (a(weights.head2[0]), a(weights.head2[1]))
+        self.head1 = (m(weights.head1[0]), a(weights.head1[1]))
+        self.head2 = (m(weights.head2[0]), a(weights.head2[1]))
         self.run(self.new_state(1), 0, None, 0.0)  # compiles, or loads the compiled code, now
 
     def new_state(self, batch: int) -> FusedState:
@@ -297,7 +366,9 @@ class FusedDecoder:
             self.offsets,
             self.slots,
             state.previous,
+            state.before,
             self.embed,
+            self.first_taps,
             self.taps,
             self.res_weight,
             self.skip_weight,

@@ -182,7 +182,7 @@ class FastDecoder:
         self.dtype = resolve_dtype(dtype)
         self.dilations = list(decoder.dilations)
         self._weights: dict[torch.dtype, FoldedWeights] = {}
-        self._fused: FusedDecoder | None = None
+        self._fused: dict[torch.dtype, FusedDecoder] = {}
         self._lock = threading.Lock()
 
     def weights(self, dtype: torch.dtype | None = None) -> FoldedWeights:
@@ -192,13 +192,14 @@ class FastDecoder:
                 self._weights[dtype] = FoldedWeights(self.decoder, dtype, self.device)
             return self._weights[dtype]
 
-    def fused(self) -> FusedDecoder:
-        """The float32 weights laid out for the fused step (built, and its code loaded, once)."""
+    def fused(self, dtype: torch.dtype = torch.float32) -> FusedDecoder:
+        """The float32 weights laid out for the fused step, its matrices stored in ``dtype``
+        (built, and its code loaded, once per dtype)."""
         weights = self.weights(torch.float32)
         with self._lock:
-            if self._fused is None:
-                self._fused = FusedDecoder(weights, self.dilations, self.cfg)
-            return self._fused
+            if dtype not in self._fused:
+                self._fused[dtype] = FusedDecoder(weights, self.dilations, self.cfg, dtype)
+            return self._fused[dtype]
 
     def new_state(self, batch: int, dtype: torch.dtype | None = None) -> DecoderState:
         """Rings for ``batch`` streams, holding what the causal conv's zero padding holds."""
@@ -262,8 +263,8 @@ class FastDecoder:
         Sample 0 lies ``phase`` samples into frame 0 of ``latent (batch, latent_dim, frames)``.
         ``on_frame(t)`` is called at every frame start (progress); setting ``stop`` makes the
         loop raise ``GenerationCancelled`` within ``CANCEL_CHECK`` steps (the fused step: within
-        a frame). ``engine="fused"`` runs each frame's steps in one compiled call (float32,
-        whatever ``dtype`` says); its ``sampler`` must be a ``Sampler``.
+        a frame). ``engine="fused"`` runs each frame's steps in one compiled call (its matrices
+        in ``dtype``, the rest float32); its ``sampler`` must be a ``Sampler``.
         """
         pool = self.cfg.pool
         stepper = FrameStepper(self, latent.shape[0], sampler, dtype, engine)
@@ -296,7 +297,7 @@ class FrameStepper:
         engine: str = "torch",
     ) -> None:
         self.fast, self.sampler, self.batch, self.t = fast, sampler, batch, 0
-        self.fused = fast.fused() if engine == "fused" else None
+        self.fused = fast.fused(dtype or fast.dtype) if engine == "fused" else None
         self.state = self.fused.new_state(batch) if self.fused is not None else fast.new_state(batch, dtype)
         self.previous = torch.full((batch,), START_CLASS, dtype=torch.long, device=fast.device)
 
@@ -430,7 +431,7 @@ def generate(
     done = shared_counters(len(plan.batches))  # samples generated per batch, by its worker
     stop = threading.Event()
     if plan.engine == "fused":  # converted (and compiled) once, before workers fork and share it
-        fast.fused()
+        fast.fused(plan.dtype)
     else:
         fast.weights(plan.dtype)
 

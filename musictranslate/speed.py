@@ -28,7 +28,7 @@ from .runtime import native_bf16
 
 DTypeLike = torch.dtype | str
 ENGINES = ("fused", "torch")
-"""The fused step (one compiled call per latent frame, float32 on the CPU) and torch's."""
+"""The fused step (one compiled call per latent frame, on the CPU) and torch's."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class GenerationOptions:
     dtype: DTypeLike | None = None  # torch.float32, torch.bfloat16, "float32", "bfloat16"
     workers: int | None = None  # workers generating batches side by side, one core each
     device: str = "cpu"
-    engine: str | None = None  # "fused" (float32, CPU) or "torch"; None: the plan's choice
+    engine: str | None = None  # "fused" (CPU) or "torch"; None: the plan's choice
 
 
 def resolve_dtype(dtype: DTypeLike | None, default: torch.dtype = torch.float32) -> torch.dtype:
@@ -88,10 +88,12 @@ STEP_COSTS: dict[tuple[str, torch.dtype], StepCost] = {
     ("torch", torch.float32): StepCost(layer_overhead=8e-6, flop_rate=65e9),
     ("torch", torch.bfloat16): StepCost(layer_overhead=25e-6, flop_rate=110e9),
     ("fused", torch.float32): StepCost(layer_overhead=0.0, flop_rate=25e9),
+    ("fused", torch.bfloat16): StepCost(layer_overhead=0.0, flop_rate=40e9),
 }
 """Fitted on the 2-core EPYC above, one thread per worker (see ``bench/generation.py``). The
 fused step has no per-layer overhead but reuses its weights across a batch only from cache, so
-torch's matmuls overtake it at a batch of a few streams per worker."""
+torch's matmuls overtake it at a batch of a few streams per worker. Its bfloat16 rate is the
+float32 one times what halving the weights' bytes gave on a 2-core Xeon (``bench --only live``)."""
 
 MAX_STATE_BYTES = 1024 * 2**20
 """Decoder state (rings) allowed for all segments at once: memory stays flat on long files."""
@@ -259,12 +261,12 @@ def plan_generation(
 def _steps_to_try(
     options: GenerationOptions, dtypes: list[torch.dtype], on_cpu: bool
 ) -> list[tuple[str, torch.dtype]]:
-    """(engine, dtype) pairs the plan may choose from: the fused step runs float32 on the CPU."""
+    """(engine, dtype) pairs the plan may choose from: the fused step runs on the CPU."""
     if options.engine is not None and options.engine not in ENGINES:
         raise ValueError(f"unknown engine {options.engine!r}; choose {' or '.join(ENGINES)}")
     pairs = [("torch", dtype) for dtype in dtypes]
-    if on_cpu and torch.float32 in dtypes and fused.available():
-        pairs.insert(0, ("fused", torch.float32))
+    if on_cpu and fused.available():
+        pairs = [("fused", dtype) for dtype in dtypes if dtype in fused.DTYPES] + pairs
     if options.engine is None:
         return pairs
     chosen = [pair for pair in pairs if pair[0] == options.engine]

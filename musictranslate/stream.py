@@ -29,7 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import fused
 from .audio import companded, mu_law_decode, mu_law_encode
 from .catalog import DEFAULT_MODEL
 from .config import DEFAULT_TEMPERATURE
@@ -37,7 +36,7 @@ from .fast_encoder import FastEncoder
 from .generate import FastDecoder, FrameStepper, Sampler
 from .registry import Model, load_model
 from .runtime import native_bf16
-from .speed import resolve_dtype
+from .speed import DTypeLike, GenerationOptions, plan_generation, resolve_dtype
 
 ENCODER_BLOCK = 400
 """Samples every encoder layer advances per step (25 ms): the granularity of the latency, and
@@ -97,9 +96,12 @@ class TranslationStream:
     """Translate a live input into ``domain``: ``process(chunk)`` returns what is ready. The
     arguments follow ``translate(audio, domain, model=...)``, without the audio.
 
-    ``temperature`` and ``seed`` as in ``GenerationOptions``; the decoder uses the fused step
-    where numba is available. The output is mono float32 at the model's rate, ``latency_samples``
-    behind the input at most (before any device buffer).
+    ``temperature`` and ``seed`` as in ``GenerationOptions``. The decoder steps one stream with
+    the step and dtype the plan picks for a batch of one (``speed.plan_generation``: the fused
+    step where numba is available, its weights in bfloat16 where the CPU has native bf16);
+    ``dtype`` fixes the decoder's dtype, ``encoder_dtype`` the encoder's. The output is mono
+    float32 at the model's rate, ``latency_samples`` behind the input at most (before any device
+    buffer).
     """
 
     def __init__(
@@ -111,18 +113,19 @@ class TranslationStream:
         seed: int = 0,
         gain_db: float = 0.0,
         block: int = ENCODER_BLOCK,
-        encoder_dtype: torch.dtype | str | None = None,
+        dtype: DTypeLike | None = None,
+        encoder_dtype: DTypeLike | None = None,
     ) -> None:
         self.model = model if isinstance(model, Model) else load_model(model)
         self.model.check_domain(domain)
         cfg = self.model.config
         self.pool, self.block, self.gain = cfg.pool, block, float(10 ** (gain_db / 20))
         automatic = torch.bfloat16 if native_bf16() else torch.float32
-        dtype = resolve_dtype(encoder_dtype, default=automatic)
-        self.encoder = StreamingEncoder(FastEncoder(self.model.encoder, dtype), block)
-        engine = "fused" if fused.available() else "torch"
+        fast_encoder = FastEncoder(self.model.encoder, resolve_dtype(encoder_dtype, default=automatic))
+        self.encoder = StreamingEncoder(fast_encoder, block)
+        plan = plan_generation(cfg, 1, GenerationOptions(batch_size=1, workers=1, dtype=dtype))
         fast = FastDecoder(self.model.decoder(domain))
-        self.decoder = FrameStepper(fast, 1, Sampler(temperature, seed), engine=engine)
+        self.decoder = FrameStepper(fast, 1, Sampler(temperature, seed), plan.dtype, plan.engine)
         self.pending = np.zeros(0, dtype=np.float32)  # input not yet a whole block
         self.features = torch.zeros(0, cfg.latent_dim)  # of the frame being filled
         self.received = 0  # input samples
