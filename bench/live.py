@@ -1,9 +1,10 @@
 """Live translation on one core: the batch-1 decoder step, and a sustained live run.
 
 The step: samples/s of one stream on one thread with the torch step (``FastDecoder.step``, a
-chain of small torch calls) and the fused step (``fused.py``, one compiled call per frame), next
-to the limit its arithmetic allows on this core (the 1-thread GEMM rate from ``limits.py`` over
-the step's FLOPs per sample), all measured in the same run and interleaved.
+chain of small torch calls) and the fused step (``fused.py``, one compiled call per frame) with
+its matrices in float32 and in bfloat16, next to the limit its arithmetic allows on this core
+(the 1-thread GEMM rate from ``limits.py`` over the step's FLOPs per sample), all measured in
+the same run and interleaved.
 
 The live run: ``musictranslate live``'s loop (``live.run_live``) over a generated tune, timed as
 if the tune arrived in real time: the sustained real-time factor (wall and per CPU second),
@@ -40,17 +41,26 @@ class _Discard:
         pass
 
 
-def step_rate(fast: FastDecoder, engine: str, seconds: float) -> float:
+STEPS = {
+    "torch": ("torch", torch.float32),
+    "fused": ("fused", torch.float32),
+    "fused bf16": ("fused", torch.bfloat16),
+}
+"""The steps timed: name -> (engine, dtype). Live uses the plan's choice of the last two."""
+
+
+def step_rate(fast: FastDecoder, engine: str, dtype: torch.dtype, seconds: float) -> float:
     """Samples/s of one stream, one thread, for about ``seconds`` (sampling included)."""
     cfg = fast.cfg
     steps = max(cfg.pool, int(seconds * (30_000 if engine == "fused" else 5_000)))
     latent = torch.randn(1, cfg.latent_dim, steps // cfg.pool + 2)
-    fast.fused()  # compiled (or loaded from the cache) outside the timing
+    if engine == "fused":
+        fast.fused(dtype)  # compiled (or loaded from the cache) outside the timing
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         start = time.perf_counter()
-        fast.sample(latent, steps, Sampler(1.0, 0), engine=engine)
+        fast.sample(latent, steps, Sampler(1.0, 0), dtype=dtype, engine=engine)
         return steps / (time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
@@ -104,7 +114,7 @@ def run(quick: bool, limits: dict | None = None) -> dict:
     flops = flops_per_sample(model.config)
     first_use = first_use_seconds()
     seconds = 0.5 if quick else 2.0
-    measures = {engine: (lambda e=engine: step_rate(fast, e, seconds)) for engine in ("torch", "fused")}
+    measures = {name: (lambda s=step: step_rate(fast, *s, seconds)) for name, step in STEPS.items()}
     rates = best_of(2 if quick else 3, measures)
     gemm = (limits or {}).get("float32", {}).get("1")
     limit = gemm / flops if gemm else None
@@ -115,7 +125,8 @@ def run(quick: bool, limits: dict | None = None) -> dict:
         rows.append(("limit (1-thread GEMM rate / FLOPs)", rate(limit), realtime(limit), f"{gemm / 1e9:.1f}"))
     title = (
         f"batch-1 step, one thread: {folder.name} {domain} ({flops / 1e6:.2f} MFLOP/sample); fused "
-        f"{rates['fused'] / rates['torch']:.1f}x torch; loading the compiled step {first_use:.2f} s"
+        f"{rates['fused'] / rates['torch']:.1f}x torch, fused bf16 "
+        f"{rates['fused bf16'] / rates['fused']:.2f}x fused; loading the compiled step {first_use:.2f} s"
     )
     table(title, ("step", "samples/s", "x real time", "GFLOP/s"), rows)
 
