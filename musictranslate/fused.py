@@ -10,10 +10,12 @@ latent frame of steps per call, so Python is entered once per ``pool`` samples:
   contiguous multiply-adds over the output channels that the compiler vectorises;
 - a matrix-vector product reads every weight once per sample and reuses none, so at batch 1 the
   step is bound by the bytes of its weights, not its arithmetic (the small decoder's float32
-  matrices are about the size of L2). In ``bfloat16`` the matrices are stored as bfloat16 bits,
-  half the bytes, and widened to float32 as they are loaded (``_widen``: a shift, exact); the
-  activations, the accumulation and everything else stay float32. This is the plan's
-  ``bfloat16`` dtype for this step (``speed.py``), with ``speed.BF16_TOLERANCE`` as its bound;
+  matrices are about the size of L2). In ``bfloat16`` the matrices are stored as bfloat16, half
+  the bytes, two input rows to a 32-bit word (``pack_bfloat16``): a word's upper half is already
+  a float32 with its low bits cleared and its lower half becomes one by a shift, so a weight
+  costs one integer op on its way to the multiply-add (``_accumulate_pairs``). Activations,
+  accumulation and everything else stay float32. This is the plan's ``bfloat16`` dtype for this
+  step (``speed.py``), with ``speed.BF16_TOLERANCE`` as its bound;
 - layer 0's input is the embedding of the previous class, so both its taps are rows of two
   ``(classes + 1, 2r)`` tables (the embedding times each tap, in float64, and a zero row for the
   zero padding before the first sample): two lookups instead of its matrix-vector product;
@@ -79,35 +81,47 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def _widen(weight: np.float32 | np.uint16) -> np.float32:
-    """A stored weight as float32: a float32 itself, or the bfloat16 bits ``weight`` (uint16) as
-    the float32 whose upper half they are. ``compiled()`` replaces this by ``_widen_intrinsic``."""
-    if isinstance(weight, np.uint16):
-        return (np.uint32(weight) << np.uint32(16)).view(np.float32)
-    return np.float32(weight)
+def pack_bfloat16(matrix: torch.Tensor) -> np.ndarray:
+    """``(in, out)`` float32 -> ``(ceil(in / 2), out)`` uint32: rows ``2k`` and ``2k + 1`` rounded
+    to bfloat16 in the upper and lower half of row ``k``'s words (an odd last row pairs with zeros)."""
+    bits = matrix.detach().cpu().float().to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    if len(bits) % 2:
+        bits = np.concatenate([bits, np.zeros_like(bits[:1])])
+    return (bits[0::2].astype(np.uint32) << 16) | bits[1::2]
 
 
-def _widen_intrinsic() -> Callable:
-    """``_widen`` for compiled code: no copy, no branch at run time (numba picks the
-    conversion from the array's dtype when it compiles), and a zero-extend, shift and bit cast
-    for bfloat16, which vectorise with the multiply-adds."""
+def _high(word: np.uint32) -> np.float32:
+    """The bfloat16 in the upper half of ``word``, as float32 (``compiled()`` replaces this by an
+    intrinsic: a mask and a bit cast, which vectorise with the multiply-adds)."""
+    return (np.uint32(word) & np.uint32(0xFFFF0000)).view(np.float32)
+
+
+def _low(word: np.uint32) -> np.float32:
+    """The bfloat16 in the lower half of ``word``, as float32 (a shift and a bit cast, compiled)."""
+    return (np.uint32(word) << np.uint32(16)).view(np.float32)
+
+
+def _halves_intrinsics() -> tuple[Callable, Callable]:
+    """``_high`` and ``_low`` for compiled code."""
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
 
-    def same(context: object, builder: ir.IRBuilder, signature: object, args: list) -> ir.Value:
-        return args[0]
+    word = ir.IntType(32)
 
-    def from_bfloat16(context: object, builder: ir.IRBuilder, signature: object, args: list) -> ir.Value:
-        bits = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
-        return builder.bitcast(bits, ir.FloatType())
+    def high(context: object, builder: ir.IRBuilder, signature: object, args: list) -> ir.Value:
+        return builder.bitcast(builder.and_(args[0], ir.Constant(word, 0xFFFF0000)), ir.FloatType())
 
-    @intrinsic
-    def widen(typingctx: object, weight: types.Type) -> tuple | None:
-        codegen = {types.float32: same, types.uint16: from_bfloat16}.get(weight)
-        return None if codegen is None else (types.float32(weight), codegen)
+    def low(context: object, builder: ir.IRBuilder, signature: object, args: list) -> ir.Value:
+        return builder.bitcast(builder.shl(args[0], ir.Constant(word, 16)), ir.FloatType())
 
-    return widen
+    def typed(codegen: Callable) -> Callable:
+        def typer(typingctx: object, value: types.Type) -> tuple | None:
+            return (types.float32(types.uint32), codegen) if value == types.uint32 else None
+
+        return intrinsic(typer)
+
+    return typed(high), typed(low)
 
 
 def _sigmoid_inplace(a: np.ndarray) -> None:
@@ -121,20 +135,57 @@ def _sigmoid_inplace(a: np.ndarray) -> None:
         a[j] = half + half * (p / q)
 
 
-def _accumulate(acc: np.ndarray, x: np.ndarray, w: np.ndarray, row: int) -> None:
-    """``acc += x @ w[row : row + len(x)]``, four input rows per pass over ``acc`` (fewer
+def _accumulate(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
+    """``acc += x @ W`` for ``W`` stored as ``w``: float32, or bfloat16 pairs of rows
+    (``pack_bfloat16``). Compiled, numba picks one of the two below from ``w``'s dtype when it
+    types the call (``compiled()``)."""
+    if w.dtype == np.uint32:
+        _accumulate_pairs(acc, x, w)
+    else:
+        _accumulate_float32(acc, x, w)
+
+
+def _accumulate_float32(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
+    """``acc += x @ w``, four input rows per pass over ``acc`` (fewer
     loads and stores of the accumulator per multiply-add)."""
     n, width = x.shape[0], acc.shape[0]
     quads = n - n % 4
     for i in range(0, quads, 4):
         x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
-        w0, w1, w2, w3 = w[row + i], w[row + i + 1], w[row + i + 2], w[row + i + 3]
+        w0, w1, w2, w3 = w[i], w[i + 1], w[i + 2], w[i + 3]
         for j in range(width):
-            acc[j] += x0 * _widen(w0[j]) + x1 * _widen(w1[j]) + x2 * _widen(w2[j]) + x3 * _widen(w3[j])
+            acc[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j]
     for i in range(quads, n):
-        xi, wi = x[i], w[row + i]
+        xi, wi = x[i], w[i]
         for j in range(width):
-            acc[j] += xi * _widen(wi[j])
+            acc[j] += xi * wi[j]
+
+
+def _accumulate_pairs(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
+    """``_accumulate_float32`` for bfloat16 pairs of rows: eight input rows (four words) per pass."""
+    n, width = x.shape[0], acc.shape[0]
+    eights = n - n % 8
+    for i in range(0, eights, 8):
+        x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        x4, x5, x6, x7 = x[i + 4], x[i + 5], x[i + 6], x[i + 7]
+        k = i // 2
+        p0, p1, p2, p3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+        for j in range(width):
+            acc[j] += (
+                x0 * _high(p0[j])
+                + x1 * _low(p0[j])
+                + x2 * _high(p1[j])
+                + x3 * _low(p1[j])
+                + x4 * _high(p2[j])
+                + x5 * _low(p2[j])
+                + x6 * _high(p3[j])
+                + x7 * _low(p3[j])
+            )
+    for i in range(eights, n, 2):
+        pair = w[i // 2]
+        x0, x1 = x[i], x[i + 1] if i + 1 < n else np.float32(0.0)
+        for j in range(width):
+            acc[j] += x0 * _high(pair[j]) + x1 * _low(pair[j])
 
 
 def _pick(logits: np.ndarray, u: np.float32, temperature: np.float32, scratch: np.ndarray) -> int:
@@ -177,7 +228,7 @@ def _steps(
     before: np.ndarray,  # (batch,) int64: the class before that (classes: none yet), updated
     embed: np.ndarray,
     first_taps: np.ndarray,  # (2, classes + 1, 2r): layer 0's taps of each class (and of zeros)
-    taps: np.ndarray,  # (layers, 2r, 2r): rows [x[t]; x[t - d]]; layer 0's are read as first_taps
+    taps: np.ndarray,  # (layers, 2, r, 2r): the taps of x[t] and x[t - d]; layer 0's as first_taps
     res_weight: np.ndarray,  # (layers, r, r)
     skip_weight: np.ndarray,  # (layers, r, s)
     skip_bias: np.ndarray,
@@ -220,23 +271,23 @@ def _steps(
                     a += first_taps[0, previous[b]]
                     a += first_taps[1, before[b]]
                 else:
-                    _accumulate(a, ring[now], w, 0)
-                    _accumulate(a, ring[past], w, r)
+                    _accumulate(a, ring[now], w[0])
+                    _accumulate(a, ring[past], w[1])
                 _sigmoid_inplace(a)
                 for i in range(r):  # -tanh(a1) sigmoid(a2), signs folded into the weights
                     z[i] = a[r + i] - np.float32(2.0) * a[i] * a[r + i]
                 if not last:
                     ring[nxt] = ring[now]
-                    _accumulate(ring[nxt], z, res_weight[layer], 0)
-                _accumulate(skip[b], z, skip_weight[layer], 0)
+                    _accumulate(ring[nxt], z, res_weight[layer])
+                _accumulate(skip[b], z, skip_weight[layer])
         for b in range(batch):
             row_skip = skip[b]
             np.maximum(row_skip, np.float32(0.0), row_skip)
             hidden[:] = head1_bias
-            _accumulate(hidden, row_skip, head1_weight, 0)
+            _accumulate(hidden, row_skip, head1_weight)
             np.maximum(hidden, np.float32(0.0), hidden)
             logits[:] = head2_bias
-            _accumulate(logits, hidden, head2_weight, 0)
+            _accumulate(logits, hidden, head2_weight)
             if record:
                 logits_out[b, step] = logits
             chosen = targets[b, step] if forced else _pick(logits, uniforms[step, b], temperature, scratch)
@@ -252,16 +303,28 @@ _compile_lock = threading.Lock()
 def compiled() -> SimpleNamespace:
     """The kernels compiled by numba, or loaded from its on-disk cache (``cache=True``): done on
     first use, so importing this module costs nothing. The kernels call each other through this
-    module's globals, so those are replaced by their compiled versions."""
-    global _widen, _sigmoid_inplace, _accumulate, _pick, _steps
+    module's globals, so those are replaced by their compiled versions (``_accumulate`` by a
+    choice between its two forms made when numba types the call)."""
+    global _high, _low, _sigmoid_inplace, _accumulate_float32, _accumulate_pairs, _pick, _steps
     import numba
+    from numba import types
+    from numba.extending import overload
+
+    options = {"fastmath": True, "nogil": True, "error_model": "numpy"}
 
     def jit(function: Callable) -> Callable:
-        return numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")(function)
+        return numba.njit(cache=True, **options)(function)
 
     with _compile_lock:
-        _widen = _widen_intrinsic()
-        _sigmoid_inplace, _accumulate, _pick = jit(_sigmoid_inplace), jit(_accumulate), jit(_pick)
+        _high, _low = _halves_intrinsics()
+        _sigmoid_inplace, _pick = jit(_sigmoid_inplace), jit(_pick)
+        _accumulate_float32, _accumulate_pairs = jit(_accumulate_float32), jit(_accumulate_pairs)
+
+        @overload(_accumulate, jit_options=options)
+        def typed(acc, x, w):  # no annotations: numba compares this signature with the lambda's
+            chosen = _accumulate_pairs if w.dtype == types.uint32 else _accumulate_float32
+            return lambda acc, x, w: chosen(acc, x, w)
+
         _steps = jit(_steps)
     return SimpleNamespace(steps=_steps, pick=_pick)
 
@@ -310,9 +373,7 @@ class FusedDecoder:
             return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
 
         def m(t: torch.Tensor) -> np.ndarray:  # a matrix, as the kernel stores it
-            if dtype == torch.float32:
-                return a(t)
-            return t.detach().cpu().to(dtype).contiguous().view(torch.int16).numpy().view(np.uint16)
+            return a(t) if dtype == torch.float32 else pack_bfloat16(t)
 
         layers, r = len(dilations), cfg.residual_channels
         self.slots = np.array([d + 1 for d in dilations], dtype=np.int64)
@@ -323,9 +384,9 @@ class FusedDecoder:
         embed, first = weights.embed.double(), weights.taps[0].double()
         self.first_taps = np.zeros((2, len(self.embed) + 1, 2 * r), dtype=np.float32)  # + zeros
         self.first_taps[:, :-1] = torch.stack([embed @ first[:r], embed @ first[r:]]).numpy()
-        self.taps = np.stack([m(t) for t in weights.taps])
+        self.taps = np.stack([np.stack([m(t[:r]), m(t[r:])]) for t in weights.taps])
         self.res_weight = np.stack([m(t) for t in weights.res_weight])
-        self.skip_weight = m(weights.skip_weight).reshape(layers, r, -1)
+        self.skip_weight = np.stack([m(t) for t in weights.skip_weight.reshape(layers, r, -1)])
         self.skip_bias = a(weights.skip_bias)
         self.head1 = (m(weights.head1[0]), a(weights.head1[1]))
         self.head2 = (m(weights.head2[0]), a(weights.head2[1]))
