@@ -310,7 +310,9 @@ class FrameStepper:
                 raise GenerationCancelled
             self.fused.project_condition(self.state, frame)
             uniforms = sampler.draw(count, self.batch)
-            classes = torch.from_numpy(self.fused.run(self.state, count, uniforms, sampler.temperature))
+            classes = torch.from_numpy(
+                self.fused.run(self.state, count, uniforms, sampler.temperature, sampler.min_p)
+            )
         else:
             fast.project_condition(self.state, frame)
             classes = torch.empty(count, self.batch, dtype=torch.uint8, device=fast.device)
@@ -327,6 +329,9 @@ class FrameStepper:
 class Sampler:
     """Argmax (temperature 0) or sampling by inverse CDF, one seeded random stream per batch row.
 
+    ``min_p`` truncates the tempered distribution to the classes at least that share of the most
+    likely one's probability (min-p sampling): the rare far-off draws it removes are heard as hiss.
+
     Row ``i`` draws from stream ``streams[i]`` (default ``i``) of ``seed``, so a segment's
     output does not depend on which other segments share its batch. Uniforms are drawn in blocks
     of ``block`` steps, so the per-row generators cost nothing per step.
@@ -339,8 +344,10 @@ class Sampler:
         device: str = "cpu",
         streams: Sequence[int] | None = None,
         block: int = 1024,
+        min_p: float = 0.0,
     ) -> None:
         self.temperature, self.seed, self.device, self.block = temperature, seed, device, block
+        self.min_p = min_p
         self.streams = list(streams) if streams is not None else None
         self.generators: list[torch.Generator] = []
         self.uniforms = torch.empty(0)
@@ -382,7 +389,10 @@ class Sampler:
             self._refill(logits.shape[0])
         u = self.uniforms[self.position]
         self.position += 1
-        cdf = torch.softmax(logits.float() / self.temperature, dim=1).cumsum_(dim=1)
+        probs = torch.softmax(logits.float() / self.temperature, dim=1)
+        if self.min_p > 0:
+            probs[probs < self.min_p * probs.amax(dim=1, keepdim=True)] = 0
+        cdf = probs.cumsum_(dim=1)
         # right=True never picks a class of zero probability; the clamp catches u * total
         # rounding up to the total
         picked = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
@@ -442,7 +452,7 @@ def generate(
         ids = plan.batches[job]
         frame_ids = torch.tensor(ids)[:, None] * plan.segment_frames + frame_offsets[None, :]
         batch_latent = latent[:, frame_ids.clamp(0, frames - 1)].permute(1, 0, 2)
-        sampler = Sampler(options.temperature, options.seed, options.device, streams=ids)
+        sampler = Sampler(options.temperature, options.seed, options.device, streams=ids, min_p=options.min_p)
 
         def on_frame(t: int) -> None:
             done[job] = t * len(ids)

@@ -568,7 +568,7 @@ def _run_task(
                 audio = limit_peak(audio)  # resampling can lift a peak past the -1 dBFS ceiling
             tag = (
                 f"{PROVENANCE_PREFIX}{__version__}: model={model.name} domain={target.domain} "
-                f"seed={seed} temperature={options.generation.temperature} "
+                f"seed={seed} temperature={options.generation.temperature} min_p={options.generation.min_p} "
                 f"transpose={','.join(map(str, encoded.transpose))}"
             )
             save_audio(target.output, audio, rate, force=options.force, comment=tag)

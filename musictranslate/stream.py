@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from . import fused
 from .audio import companded, mu_law_decode, mu_law_encode
 from .catalog import DEFAULT_MODEL
-from .config import DEFAULT_TEMPERATURE
+from .config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE
 from .fast_encoder import FastEncoder
 from .generate import FastDecoder, FrameStepper, Sampler
 from .registry import Model, load_model
@@ -97,7 +97,7 @@ class TranslationStream:
     """Translate a live input into ``domain``: ``process(chunk)`` returns what is ready. The
     arguments follow ``translate(audio, domain, model=...)``, without the audio.
 
-    ``temperature`` and ``seed`` as in ``GenerationOptions``; the decoder uses the fused step
+    ``temperature``, ``min_p`` and ``seed`` as in ``GenerationOptions``; the decoder uses the fused step
     where numba is available. The output is mono float32 at the model's rate, ``latency_samples``
     behind the input at most (before any device buffer).
     """
@@ -108,6 +108,7 @@ class TranslationStream:
         *,
         model: Model | str | os.PathLike = DEFAULT_MODEL,
         temperature: float = DEFAULT_TEMPERATURE,
+        min_p: float = DEFAULT_MIN_P,
         seed: int = 0,
         gain_db: float = 0.0,
         block: int = ENCODER_BLOCK,
@@ -122,7 +123,7 @@ class TranslationStream:
         self.encoder = StreamingEncoder(FastEncoder(self.model.encoder, dtype), block)
         engine = "fused" if fused.available() else "torch"
         fast = FastDecoder(self.model.decoder(domain))
-        self.decoder = FrameStepper(fast, 1, Sampler(temperature, seed), engine=engine)
+        self.decoder = FrameStepper(fast, 1, Sampler(temperature, seed, min_p=min_p), engine=engine)
         self.pending = np.zeros(0, dtype=np.float32)  # input not yet a whole block
         self.features = torch.zeros(0, cfg.latent_dim)  # of the frame being filled
         self.received = 0  # input samples

@@ -157,3 +157,14 @@ def test_version() -> None:
 
     result = run("--version")
     assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_min_p_changes_what_is_sampled(registry: Path, wav: Path) -> None:
+    outs = {}
+    for name, options in (("plain", ()), ("truncated", ("--min-p", 0.5))):
+        out = wav.with_name(f"{name}.wav")
+        args = ("translate", wav, "--to", "piano", "-m", "tiny", "--models", registry, "-o", out, "-q")
+        result = run(*args, "-t", 1, *options)
+        assert result.exit_code == 0, result.output
+        outs[name] = sf.read(out)[0]
+    assert not np.array_equal(outs["plain"], outs["truncated"])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..config import DEFAULT_TEMPERATURE
+from ..config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE
 from .common import (
     Device,
     DeviceOption,
@@ -45,6 +45,15 @@ TemperatureOption = Annotated[
         callback=finite(0.0),
         help="Sampling temperature: 1 samples the decoder as trained (the paper's), lower sounds more "
         "like the target instrument, 0 picks the likeliest sample.",
+    ),
+]
+MinPOption = Annotated[
+    float,
+    typer.Option(
+        "--min-p",
+        callback=finite(0.0, maximum=1.0),
+        help="Min-p sampling: never draw a sample value less likely than this share of the likeliest "
+        "one (0 keeps the whole distribution); cuts the rare far-off draws heard as hiss.",
     ),
 ]
 SeedOption = Annotated[
@@ -119,6 +128,7 @@ RUN_OPTIONS = (
     "threads",
     "seed",
     "temperature",
+    "min_p",
     "batch_size",
     "dtype",
     "workers",
@@ -149,6 +159,7 @@ def _run_and_report(
     threads: int | None,
     seed: int,
     temperature: float,
+    min_p: float,
     batch_size: int | None,
     dtype: str | None,
     workers: int | None,
@@ -180,6 +191,7 @@ def _run_and_report(
         check_domains(loaded, domains)
         generation = GenerationOptions(
             temperature=temperature,
+            min_p=min_p,
             seed=seed,
             batch_size=batch_size,
             dtype=dtype,
@@ -295,6 +307,7 @@ def translate_command(
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    min_p: MinPOption = DEFAULT_MIN_P,
     batch_size: BatchOption = None,
     dtype: DtypeOption = None,
     workers: WorkersOption = None,
@@ -349,6 +362,7 @@ def blend_command(
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    min_p: MinPOption = DEFAULT_MIN_P,
     batch_size: BatchOption = None,
     dtype: DtypeOption = None,
     workers: WorkersOption = None,

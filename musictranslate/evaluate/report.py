@@ -583,6 +583,7 @@ def build_report(
                 "sources": sources,
                 "targets": targets,
                 "temperature": options.generation.temperature,
+                "min_p": options.generation.min_p,
                 "seed": options.generation.seed,
                 "seeds": options.sampler_seeds(),
                 "transpose": options.transpose,
@@ -726,6 +727,7 @@ def render_html(document: dict) -> str:
         f"<p>Test data <code>{esc(document['data'])}</code>; {len(settings['pieces'])} piece(s), "
         f"{esc(str(settings['seconds']))} s clips; sources {esc(', '.join(settings['sources']))}; "
         f"targets {esc(', '.join(settings['targets']))}; temperature {settings['temperature']}, "
+        f"min-p {settings['min_p']}, "
         f"{_seeds_text(settings)}. Created {esc(document['created'])} by musictranslate "
         f"{esc(document['musictranslate'])}; every number is in <a href='report.json'>report.json</a>.</p>",
         "<p>How to read it: the first columns are what a listener hears. Raw chroma and raw pitch "
