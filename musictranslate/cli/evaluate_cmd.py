@@ -33,6 +33,7 @@ from .common import (
 from .numbers import finite
 from .translate_cmd import (
     BatchOption,
+    FollowPitchOption,
     ForceOption,
     MinPOption,
     SeedOption,
@@ -286,7 +287,13 @@ def domain_command(
 
 
 def _generation(
-    device: Device, threads: int | None, seed: int, temperature: float, min_p: float, batch_size: int
+    device: Device,
+    threads: int | None,
+    seed: int,
+    temperature: float,
+    min_p: float,
+    batch_size: int,
+    follow_pitch: int = 1,
 ) -> GenerationOptions:
     """Apply --device/--threads/--seed like ``translate`` does and build the generation options."""
     from ..runtime import configure_runtime
@@ -294,7 +301,12 @@ def _generation(
 
     resolved = configure_runtime(device.value, threads, seed)
     return GenerationOptions(
-        temperature=temperature, min_p=min_p, seed=seed, batch_size=batch_size, device=resolved
+        temperature=temperature,
+        min_p=min_p,
+        follow_pitch=follow_pitch,
+        seed=seed,
+        batch_size=batch_size,
+        device=resolved,
     )
 
 
@@ -477,6 +489,7 @@ def report_command(
     ] = 1,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
     min_p: MinPOption = DEFAULT_MIN_P,
+    follow_pitch: FollowPitchOption = 1,
     batch_size: BatchOption = 64,
     transpose: TransposeOption = "auto",
     force: ForceOption = False,
@@ -505,7 +518,7 @@ def report_command(
             embedding=embedding,
             transcribe=transcribe,
             one_source_per_piece=one_source_per_piece,
-            generation=_generation(device, threads, seed, temperature, min_p, batch_size),
+            generation=_generation(device, threads, seed, temperature, min_p, batch_size, follow_pitch),
             seeds=seeds,
             force=force,
             transpose=parse_transpose(transpose),
