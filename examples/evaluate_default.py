@@ -198,6 +198,13 @@ def main() -> int:
         "--clips", type=int, default=None, help="at most this many clips per set (fewer: faster, noisier)"
     )
     parser.add_argument("--note", default="", help="a closing paragraph for the section")
+    parser.add_argument(
+        "--follow-pitch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="pitch-guided sampling, N candidates [1: off]",
+    )
     args = parser.parse_args()
     try:
         model = load_model(args.model)
@@ -206,7 +213,10 @@ def main() -> int:
         for name, (folder, options) in SETS.items():
             started = time.perf_counter()
             pieces = options.pieces if args.clips is None else min(options.pieces, args.clips)
-            options = dataclasses.replace(options, pieces=pieces, embedding=False, force=True)
+            generation = dataclasses.replace(options.generation, follow_pitch=args.follow_pitch)
+            options = dataclasses.replace(
+                options, pieces=pieces, embedding=False, force=True, generation=generation
+            )
             documents[name] = build_report(model, args.data / folder, args.out / name, options)
             timings[name] = round(time.perf_counter() - started, 1)
             doc = documents[name]

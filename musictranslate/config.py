@@ -16,6 +16,11 @@ DEFAULT_TEMPERATURE = 0.3
 own distribution, the paper's sampling): a cooler sampler sounded more like the target instrument
 to the domain classifier and followed the notes as well or better; colder still lost the notes.
 The measurements over seeds are in the default model's card (models/default/README.md)."""
+MAX_PITCH_CANDIDATES = 16
+"""The most candidates per row pitch-guided sampling (``--follow-pitch``) takes: a typo must not
+ask for a hundred times the work."""
+DEFAULT_MIN_P = 0.0
+"""Min-p truncation of the sampled distribution unless told (0: none, the paper's sampling)."""
 
 
 @dataclass(frozen=True)

@@ -188,11 +188,14 @@ def _accumulate_pairs(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
             acc[j] += x0 * _high(pair[j]) + x1 * _low(pair[j])
 
 
-def _pick(logits: np.ndarray, u: np.float32, temperature: np.float32, scratch: np.ndarray) -> int:
+def _pick(
+    logits: np.ndarray, u: np.float32, temperature: np.float32, min_p: np.float32, scratch: np.ndarray
+) -> int:
     """The class drawn from ``logits`` by inverse CDF at uniform ``u`` (argmax at temperature 0).
 
-    The same rule as ``Sampler``: softmax at ``temperature``, cumulated, the first class whose
-    cumulative probability exceeds ``u`` times the total (never a class of probability zero).
+    The same rule as ``Sampler``: softmax at ``temperature``, classes below ``min_p`` times the
+    most likely one's probability dropped, cumulated, the first class whose cumulative
+    probability exceeds ``u`` times the total (never a class of probability zero).
     """
     classes = logits.shape[0]
     best = 0
@@ -204,7 +207,8 @@ def _pick(logits: np.ndarray, u: np.float32, temperature: np.float32, scratch: n
     top = logits[best] / temperature
     total = np.float32(0.0)
     for k in range(classes):
-        scratch[k] = np.exp(logits[k] / temperature - top)
+        ratio = np.exp(logits[k] / temperature - top)  # p_k / p_max
+        scratch[k] = ratio if ratio >= min_p else np.float32(0.0)
         total += scratch[k]
     running = np.float32(0.0)
     for k in range(classes):
@@ -238,6 +242,7 @@ def _steps(
     head2_bias: np.ndarray,
     uniforms: np.ndarray,  # (count, batch) float32; unused at temperature 0
     temperature: np.float32,
+    min_p: np.float32,
     targets: np.ndarray,  # (batch, count) int64 teacher forcing, or (0, 0) to sample
     out: np.ndarray,  # (batch, count) uint8 classes
     logits_out: np.ndarray,  # (batch, count, classes) float32, or (0, 0, 0)
@@ -290,7 +295,9 @@ def _steps(
             _accumulate(logits, hidden, head2_weight)
             if record:
                 logits_out[b, step] = logits
-            chosen = targets[b, step] if forced else _pick(logits, uniforms[step, b], temperature, scratch)
+            chosen = (
+                targets[b, step] if forced else _pick(logits, uniforms[step, b], temperature, min_p, scratch)
+            )
             out[b, step] = chosen
             before[b] = previous[b]
             previous[b] = chosen
@@ -407,6 +414,7 @@ class FusedDecoder:
         count: int,
         uniforms: np.ndarray | None,
         temperature: float,
+        min_p: float = 0.0,
         targets: np.ndarray | None = None,
         logits: np.ndarray | None = None,
     ) -> np.ndarray:
@@ -438,6 +446,7 @@ class FusedDecoder:
             *self.head2,
             np.ascontiguousarray(uniforms, dtype=np.float32),
             np.float32(temperature),
+            np.float32(min_p),
             np.zeros((0, 0), dtype=np.int64)
             if targets is None
             else np.ascontiguousarray(targets, dtype=np.int64),
@@ -457,5 +466,5 @@ class FusedDecoder:
         for start in range(0, length, pool):
             stop = min(start + pool, length)
             self.project_condition(state, latent[:, :, start // pool])
-            self.run(state, stop - start, None, 0.0, targets[:, start:stop], logits[:, start:stop])
+            self.run(state, stop - start, None, 0.0, 0.0, targets[:, start:stop], logits[:, start:stop])
         return torch.from_numpy(logits).permute(0, 2, 1)

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from . import pitch_guide
 from .audio import mu_law_decode
 from .fused import FusedDecoder
 from .model import START_CLASS, Decoder
@@ -49,6 +50,10 @@ Progress = Callable[[int, int], None]
 
 CANCEL_CHECK = 64
 """Steps between checks of the stop flag: a failed or interrupted run ends within a second."""
+
+
+CANDIDATE_STREAMS = 2**40
+"""Candidate ``k`` of segment ``i`` draws from random stream ``i + k * CANDIDATE_STREAMS``."""
 
 
 class GenerationCancelled(Exception):
@@ -138,10 +143,12 @@ class DecoderState:
         )
         self.logits = empty(batch, weights.head2[1].shape[0])
         rings = []
+        self.rings: list[torch.Tensor] = []  # each layer's whole ring, rows first (``reorder``)
         for d, init in zip(dilations, weights.ring_init, strict=True):
             # slots 0..d hold x[t] at t % (d + 1); slot d + 1 mirrors slot 0, so the view of
             # 2r values starting at x[t]'s slot is [x[t], x[t - d]] for every t
             ring = init.expand(batch, d + 2, r).clone()
+            self.rings.append(ring)
             stride, base = ((d + 2) * r, 1), ring.storage_offset()
             pairs = [ring.as_strided((batch, 2 * r), stride, base + i * r) for i in range(d + 1)]
             rings.append(([ring[:, i] for i in range(d + 1)], pairs, ring[:, 0], ring[:, d + 1]))
@@ -257,6 +264,7 @@ class FastDecoder:
         on_frame: Callable[[int], None] | None = None,
         stop: threading.Event | None = None,
         engine: str = "torch",
+        guidance: Guidance | None = None,
     ) -> torch.Tensor:
         """Generate ``length`` samples (classes ``(batch, length)``, uint8) from ``latent``.
 
@@ -264,21 +272,52 @@ class FastDecoder:
         ``on_frame(t)`` is called at every frame start (progress); setting ``stop`` makes the
         loop raise ``GenerationCancelled`` within ``CANCEL_CHECK`` steps (the fused step: within
         a frame). ``engine="fused"`` runs each frame's steps in one compiled call (its matrices
-        in ``dtype``, the rest float32); its ``sampler`` must be a ``Sampler``.
+        in ``dtype``, the rest float32); its ``sampler`` must be a ``Sampler``. With ``guidance``
+        each row is drawn as ``guidance.candidates`` rows of the sampler (``pitch_guide.py``).
         """
         pool = self.cfg.pool
-        stepper = FrameStepper(self, latent.shape[0], sampler, dtype, engine)
-        latent = latent.to(device=self.device)
-        out = torch.empty(latent.shape[0], length, dtype=torch.uint8, device=self.device)
+        batch = latent.shape[0]
+        candidates = 1 if guidance is None else guidance.candidates
+        stepper = FrameStepper(self, batch * candidates, sampler, dtype, engine)
+        latent = latent.to(device=self.device).repeat_interleave(candidates, dim=0)
+        out = torch.empty(batch, length, dtype=torch.uint8, device=self.device)
         t = 0
         while t < length:
             frame = (t + phase) // pool
             count = min(length, (frame + 1) * pool - phase) - t  # the steps left in this frame
             if on_frame is not None:
                 on_frame(t)
-            out[:, t : t + count] = stepper.run(latent[:, :, frame], count, stop)
+            if guidance is None:
+                out[:, t : t + count] = stepper.run(latent[:, :, frame], count, stop)
+            else:
+                for start in range(t, t + count, pitch_guide.CHUNK):
+                    steps = min(pitch_guide.CHUNK, t + count - start)
+                    drawn = stepper.run(latent[:, :, frame], steps, stop)
+                    chosen = guidance.choose(out[:, :start], drawn)
+                    stepper.reorder(np.repeat(chosen, candidates))
+                    out[:, start : start + steps] = drawn[chosen]
             t += count
         return out
+
+
+class Guidance:
+    """What pitch-guided sampling needs of one batch: the input's pitch track, the candidates
+    drawn per row and where each row's sample 0 lies in the input."""
+
+    def __init__(self, guide: pitch_guide.PitchGuide, candidates: int, starts: Sequence[int]) -> None:
+        self.guide, self.candidates, self.starts = guide, candidates, list(starts)
+
+    def choose(self, generated: torch.Tensor, drawn: torch.Tensor) -> np.ndarray:
+        """For each row of ``generated`` (its classes so far), the row of ``drawn`` (all rows'
+        candidates, ``candidates`` per row in order) it goes on from."""
+        done, steps, k = generated.shape[1], drawn.shape[1], self.candidates
+        past = mu_law_decode(generated[:, -pitch_guide.HISTORY :].cpu().numpy())
+        options = mu_law_decode(drawn.cpu().numpy())
+        chosen = np.empty(len(self.starts), dtype=np.int64)
+        for row, start in enumerate(self.starts):
+            period = self.guide.period(start + done, steps)
+            chosen[row] = row * k + pitch_guide.choose(past[row], options[row * k : (row + 1) * k], period)
+        return chosen
 
 
 class FrameStepper:
@@ -311,7 +350,9 @@ class FrameStepper:
                 raise GenerationCancelled
             self.fused.project_condition(self.state, frame)
             uniforms = sampler.draw(count, self.batch)
-            classes = torch.from_numpy(self.fused.run(self.state, count, uniforms, sampler.temperature))
+            classes = torch.from_numpy(
+                self.fused.run(self.state, count, uniforms, sampler.temperature, sampler.min_p)
+            )
         else:
             fast.project_condition(self.state, frame)
             classes = torch.empty(count, self.batch, dtype=torch.uint8, device=fast.device)
@@ -324,9 +365,24 @@ class FrameStepper:
         self.t += count
         return classes
 
+    def reorder(self, rows: np.ndarray) -> None:
+        """Row ``i`` goes on from what row ``rows[i]`` has generated (its state and last sample);
+        the sampler's streams stay with their rows."""
+        if self.fused is not None:
+            self.state.rings[:] = self.state.rings[rows]
+            self.state.previous[:] = self.state.previous[rows]
+        else:
+            index = torch.from_numpy(np.asarray(rows)).to(self.previous.device)
+            for ring in self.state.rings:
+                ring.copy_(ring[index])
+            self.previous = self.previous[index]
+
 
 class Sampler:
     """Argmax (temperature 0) or sampling by inverse CDF, one seeded random stream per batch row.
+
+    ``min_p`` truncates the tempered distribution to the classes at least that share of the most
+    likely one's probability (min-p sampling): the rare far-off draws it removes are heard as hiss.
 
     Row ``i`` draws from stream ``streams[i]`` (default ``i``) of ``seed``, so a segment's
     output does not depend on which other segments share its batch. Uniforms are drawn in blocks
@@ -340,8 +396,10 @@ class Sampler:
         device: str = "cpu",
         streams: Sequence[int] | None = None,
         block: int = 1024,
+        min_p: float = 0.0,
     ) -> None:
         self.temperature, self.seed, self.device, self.block = temperature, seed, device, block
+        self.min_p = min_p
         self.streams = list(streams) if streams is not None else None
         self.generators: list[torch.Generator] = []
         self.uniforms = torch.empty(0)
@@ -383,7 +441,10 @@ class Sampler:
             self._refill(logits.shape[0])
         u = self.uniforms[self.position]
         self.position += 1
-        cdf = torch.softmax(logits.float() / self.temperature, dim=1).cumsum_(dim=1)
+        probs = torch.softmax(logits.float() / self.temperature, dim=1)
+        if self.min_p > 0:
+            probs[probs < self.min_p * probs.amax(dim=1, keepdim=True)] = 0
+        cdf = probs.cumsum_(dim=1)
         # right=True never picks a class of zero probability; the clamp catches u * total
         # rounding up to the total
         picked = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
@@ -409,8 +470,12 @@ def generate(
     length: int,
     options: GenerationOptions,
     progress: Progress | None = None,
+    guide: pitch_guide.PitchGuide | None = None,
 ) -> np.ndarray:
     """Decode one file's latent ``(latent_dim, frames)`` to ``length`` float samples.
+
+    With ``guide`` (the input's pitch) and ``options.follow_pitch`` above 1, every segment is
+    drawn as that many candidates, kept in tune with the guide (``pitch_guide.py``).
 
     The frames are cut into ``plan.segments`` equal segments, generated side by side in one
     batch per worker. Segment ``i`` covers samples ``[i S, (i + 1) S)``; it starts
@@ -439,18 +504,30 @@ def generate(
         if progress is not None:
             progress(int(done.sum()), total)
 
+    candidates = options.follow_pitch if guide is not None else 1
+
     def run(job: int) -> np.ndarray:
         ids = plan.batches[job]
         frame_ids = torch.tensor(ids)[:, None] * plan.segment_frames + frame_offsets[None, :]
         batch_latent = latent[:, frame_ids.clamp(0, frames - 1)].permute(1, 0, 2)
-        sampler = Sampler(options.temperature, options.seed, options.device, streams=ids)
+        guidance = None
+        streams = ids
+        if candidates > 1:
+            guidance = Guidance(guide, candidates, [i * span - warmup - fade for i in ids])
+            # candidate 0 draws the segment's own stream, so unguided stretches are plain sampling
+            streams = [i + k * CANDIDATE_STREAMS for i in ids for k in range(candidates)]
+        sampler = Sampler(
+            options.temperature, options.seed, options.device, streams=streams, min_p=options.min_p
+        )
 
         def on_frame(t: int) -> None:
             done[job] = t * len(ids)
             if plan.workers == 1:  # else the calling thread reports
                 report()
 
-        classes = fast.sample(batch_latent, steps, sampler, phase, plan.dtype, on_frame, stop, plan.engine)
+        classes = fast.sample(
+            batch_latent, steps, sampler, phase, plan.dtype, on_frame, stop, plan.engine, guidance
+        )
         done[job] = steps * len(ids)
         return classes[:, warmup:].cpu().numpy()
 

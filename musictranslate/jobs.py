@@ -59,6 +59,7 @@ from .generate import Progress
 from .input_fit import AUTO
 from .loudness import limit_peak
 from .names import DOMAIN_RULE, is_domain_name
+from .pitch_guide import PitchGuide
 from .registry import Model
 from .scan import audio_files, real_path
 from .speed import GenerationOptions
@@ -163,6 +164,7 @@ class Encoded:
     transpose: tuple[int, ...]
     sample_rate: int = SAMPLE_RATE
     warnings: tuple[str, ...] = ()
+    guide: PitchGuide | None = None  # the input's pitch, for pitch-guided sampling
 
 
 @dataclass
@@ -181,7 +183,7 @@ class Task:
     label: str
     inputs: tuple[Path, ...]
     targets: list[Target] = field(default_factory=list)
-    encode: Callable[[Model, int | str], Encoded] | None = None
+    encode: Callable[[Model, int | str, bool], Encoded] | None = None
     skip: str | None = None  # why this input is left alone (the tool wrote it)
 
 
@@ -314,16 +316,18 @@ def _skip_outputs_of_this_run(tasks: list[Task]) -> None:
             task.targets = []
 
 
-def _encode_file(path: Path, model: Model, transpose: int | str) -> Encoded:
+def _encode_file(path: Path, model: Model, transpose: int | str, guide: bool) -> Encoded:
     audio, rate = read_audio(path)
     check_audible(audio, str(path), model.config.pool)
-    latent, semitones = encode_fitted(audio, model=model, transpose=transpose)
-    return Encoded(latent, len(audio), audio, (semitones,), rate)
+    latent, semitones, track = encode_fitted(audio, model=model, transpose=transpose, guide=guide)
+    return Encoded(latent, len(audio), audio, (semitones,), rate, guide=track)
 
 
 def _encode_pair(
-    first: Path, second: Path, keep: float, crossfade: float, model: Model, transpose: int | str
+    first: Path, second: Path, keep: float, crossfade: float, model: Model, transpose: int | str, guide: bool
 ) -> Encoded:
+    """A blend is never pitch-guided (``guide`` is ignored): its crossfaded latent follows neither
+    input's pitch track alone."""
     (a, rate), (b, _) = read_audio(first), read_audio(second)
     for path, audio in ((first, a), (second, b)):
         check_audible(audio, str(path), model.config.pool)
@@ -535,7 +539,7 @@ def _run_task(
         on_status(f"{task.label}: fitting to the model's register and level, encoding")
     started = time.perf_counter()
     try:
-        encoded = task.encode(model, options.transpose)
+        encoded = task.encode(model, options.transpose, options.generation.follow_pitch > 1)
     except RECOVERABLE as exc:
         share = (time.perf_counter() - started) / len(ready)
         for target in ready:
@@ -561,6 +565,7 @@ def _run_task(
                     options=options.generation,
                     progress=update,
                     loudness_of=encoded.reference if options.match_loudness else None,
+                    guide=encoded.guide,
                 )
             check_not_constant(audio, str(target.output))
             audio = resample(audio, SAMPLE_RATE, rate)
@@ -568,7 +573,7 @@ def _run_task(
                 audio = limit_peak(audio)  # resampling can lift a peak past the -1 dBFS ceiling
             tag = (
                 f"{PROVENANCE_PREFIX}{__version__}: model={model.name} domain={target.domain} "
-                f"seed={seed} temperature={options.generation.temperature} "
+                f"seed={seed} temperature={options.generation.temperature} min_p={options.generation.min_p} "
                 f"transpose={','.join(map(str, encoded.transpose))}"
             )
             save_audio(target.output, audio, rate, force=options.force, comment=tag)

@@ -23,7 +23,7 @@ from functools import cache
 import torch
 
 from . import fused
-from .config import DEFAULT_TEMPERATURE, ModelConfig
+from .config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE, ModelConfig
 from .runtime import native_bf16
 
 DTypeLike = torch.dtype | str
@@ -47,6 +47,8 @@ class GenerationOptions:
     """
 
     temperature: float = DEFAULT_TEMPERATURE
+    min_p: float = DEFAULT_MIN_P  # drop classes below this share of the most likely one's probability
+    follow_pitch: int = 1  # candidates drawn per row, the one in tune with the input kept (1: off)
     seed: int = 0
     batch_size: int | None = None  # segments generated side by side, over all workers
     min_segment_frames: int = 10

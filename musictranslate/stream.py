@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .audio import companded, mu_law_decode, mu_law_encode
 from .catalog import DEFAULT_MODEL
-from .config import DEFAULT_TEMPERATURE
+from .config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE
 from .fast_encoder import FastEncoder
 from .generate import FastDecoder, FrameStepper, Sampler
 from .registry import Model, load_model
@@ -96,12 +96,12 @@ class TranslationStream:
     """Translate a live input into ``domain``: ``process(chunk)`` returns what is ready. The
     arguments follow ``translate(audio, domain, model=...)``, without the audio.
 
-    ``temperature`` and ``seed`` as in ``GenerationOptions``. The decoder steps one stream with
-    the step and dtype the plan picks for a batch of one (``speed.plan_generation``: the fused
-    step where numba is available, its weights in bfloat16 where the CPU has native bf16);
-    ``dtype`` fixes the decoder's dtype, ``encoder_dtype`` the encoder's. The output is mono
-    float32 at the model's rate, ``latency_samples`` behind the input at most (before any device
-    buffer).
+    ``temperature``, ``min_p`` and ``seed`` as in ``GenerationOptions``. The decoder steps one
+    stream with the step and dtype the plan picks for a batch of one (``speed.plan_generation``:
+    the fused step where numba is available, its weights in bfloat16 where the CPU has native
+    bf16); ``dtype`` fixes the decoder's dtype, ``encoder_dtype`` the encoder's. The output is
+    mono float32 at the model's rate, ``latency_samples`` behind the input at most (before any
+    device buffer).
     """
 
     def __init__(
@@ -110,6 +110,7 @@ class TranslationStream:
         *,
         model: Model | str | os.PathLike = DEFAULT_MODEL,
         temperature: float = DEFAULT_TEMPERATURE,
+        min_p: float = DEFAULT_MIN_P,
         seed: int = 0,
         gain_db: float = 0.0,
         block: int = ENCODER_BLOCK,
@@ -125,7 +126,8 @@ class TranslationStream:
         self.encoder = StreamingEncoder(fast_encoder, block)
         plan = plan_generation(cfg, 1, GenerationOptions(batch_size=1, workers=1, dtype=dtype))
         fast = FastDecoder(self.model.decoder(domain))
-        self.decoder = FrameStepper(fast, 1, Sampler(temperature, seed), plan.dtype, plan.engine)
+        sampler = Sampler(temperature, seed, min_p=min_p)
+        self.decoder = FrameStepper(fast, 1, sampler, plan.dtype, plan.engine)
         self.pending = np.zeros(0, dtype=np.float32)  # input not yet a whole block
         self.features = torch.zeros(0, cfg.latent_dim)  # of the frame being filled
         self.received = 0  # input samples

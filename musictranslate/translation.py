@@ -18,6 +18,7 @@ import math
 import os
 import warnings
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from .fast_encoder import FastEncoder
 from .generate import FastDecoder, Progress, generate
 from .input_fit import AUTO, fit_input
 from .loudness import match_loudness as matched
+from .pitch_guide import PitchGuide
 from .registry import Model, load_model
 from .runtime import native_bf16, resolve_device
 from .speed import DTypeLike, GenerationOptions, resolve_dtype
@@ -97,9 +99,11 @@ def decode(
     options: GenerationOptions | None = None,
     progress: Progress | None = None,
     loudness_of: np.ndarray | None = None,
+    guide: PitchGuide | None = None,
 ) -> np.ndarray:
     """Latent -> ``length`` samples (default: every frame's) in ``domain`` with the cached
-    batched generator, at ``loudness_of``'s loudness when given (peak-limited to -1 dBFS).
+    batched generator, at ``loudness_of``'s loudness when given (peak-limited to -1 dBFS);
+    ``guide``, the pitch of the input the latent was encoded from, for ``options.follow_pitch``.
 
     ``options`` None generates as the CLI does: on ``auto`` (CUDA when present, else the CPU);
     a device ``"auto"`` in ``options`` is resolved the same way.
@@ -111,7 +115,7 @@ def decode(
     if length is None:
         length = latent.shape[1] * model.config.pool
     fast = FastDecoder(model.decoder(domain), options.dtype, options.device)
-    audio = generate(fast, latent, length, options, progress)
+    audio = generate(fast, latent, length, options, progress, guide)
     return audio if loudness_of is None else matched(audio, loudness_of)
 
 
@@ -134,27 +138,39 @@ def translate(
     model = _as_model(model)
     model.check_domain(domain)
     check_audible(audio, "input", model.config.pool)
-    latent, _ = encode_fitted(audio, model=model, transpose=transpose)
+    guided = options is not None and options.follow_pitch > 1
+    encoded = encode_fitted(audio, model=model, transpose=transpose, guide=guided)
     reference = audio if match_loudness else None
     return decode(
-        latent,
+        encoded.latent,
         domain,
         model=model,
         length=len(audio),
         options=options,
         progress=progress,
         loudness_of=reference,
+        guide=encoded.guide,
     )
 
 
+class FittedEncoding(NamedTuple):
+    """What ``encode_fitted`` gives: the latent, the semitones the input was shifted by, and the
+    fitted input's pitch track when asked for (pitch-guided sampling)."""
+
+    latent: torch.Tensor
+    semitones: int
+    guide: PitchGuide | None = None
+
+
 def encode_fitted(
-    audio: np.ndarray, *, model: ModelLike = DEFAULT_MODEL, transpose: int | str = AUTO
-) -> tuple[torch.Tensor, int]:
-    """``encode`` after ``fit_input`` (the model's training level and register): the latent, and
-    the semitones the input was shifted by."""
+    audio: np.ndarray, *, model: ModelLike = DEFAULT_MODEL, transpose: int | str = AUTO, guide: bool = False
+) -> FittedEncoding:
+    """``encode`` after ``fit_input`` (the model's training level and register); ``guide`` also
+    tracks the pitch of the audio the encoder read, which ``decode(guide=...)`` follows."""
     model = _as_model(model)
     fitted = fit_input(audio, model.input_level_db, transpose)
-    return encode(fitted.audio, model=model), fitted.semitones
+    track = PitchGuide.of(fitted.audio) if guide else None
+    return FittedEncoding(encode(fitted.audio, model=model), fitted.semitones, track)
 
 
 def blend_latents(
@@ -225,7 +241,7 @@ def encode_blend(
             BlendWarning,
             stacklevel=2,
         )
-    (a, a_shift), (b, b_shift) = (
+    (a, a_shift, _), (b, b_shift, _) = (
         encode_fitted(audio, model=model, transpose=transpose) for audio in (first, second)
     )
     frame_rate = SAMPLE_RATE / model.config.pool

@@ -157,3 +157,25 @@ def test_version() -> None:
 
     result = run("--version")
     assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_min_p_changes_what_is_sampled(registry: Path, wav: Path) -> None:
+    outs = {}
+    for name, options in (("plain", ()), ("truncated", ("--min-p", 0.5))):
+        out = wav.with_name(f"{name}.wav")
+        args = ("translate", wav, "--to", "piano", "-m", "tiny", "--models", registry, "-o", out, "-q")
+        result = run(*args, "-t", 1, *options)
+        assert result.exit_code == 0, result.output
+        outs[name] = sf.read(out)[0]
+    assert not np.array_equal(outs["plain"], outs["truncated"])
+
+
+def test_follow_pitch_translates_and_refuses_a_count_out_of_range(registry: Path, wav: Path) -> None:
+    args = ("translate", wav, "--to", "piano", "-m", "tiny", "--models", registry, "-q")
+    guided = run(*args, "--follow-pitch", 3, "-o", wav.with_name("guided.wav"))
+    assert guided.exit_code == 0, guided.output
+    assert sf.read(wav.with_name("guided.wav"))[0].shape == (8000,)
+    for count in (0, 17):
+        refused = run(*args, "--follow-pitch", count, "-o", wav.with_name(f"bad{count}.wav"))
+        assert refused.exit_code == 2 and "--follow-pitch" in refused.output
+        assert not wav.with_name(f"bad{count}.wav").exists()

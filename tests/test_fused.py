@@ -67,8 +67,9 @@ def test_bfloat16_fused_step_stays_within_the_bf16_tolerance_on_real_audio() -> 
 def test_fused_pick_draws_what_the_sampler_draws() -> None:
     torch.manual_seed(2)
     logits = torch.randn(3000, 256) * 4
-    for temperature in (0.0, 0.3, 1.0):
-        torch_sampler, fused_sampler = Sampler(temperature, 5), Sampler(temperature, 5)
+    for temperature, min_p in ((0.0, 0.0), (0.3, 0.0), (1.0, 0.0), (1.0, 0.05), (0.6, 0.3)):
+        torch_sampler = Sampler(temperature, 5, min_p=min_p)
+        fused_sampler = Sampler(temperature, 5, min_p=min_p)
         expected = torch.stack([torch_sampler(row[None])[0] for row in logits])
         uniforms = fused_sampler.draw(len(logits), 1)
         scratch = np.empty(256, dtype=np.float32)
@@ -77,11 +78,22 @@ def test_fused_pick_draws_what_the_sampler_draws() -> None:
                 row.numpy(),
                 np.float32(0 if uniforms is None else uniforms[i, 0]),
                 np.float32(temperature),
+                np.float32(min_p),
                 scratch,
             )
             for i, row in enumerate(logits)
         ]
-        assert np.array_equal(np.array(picked), expected.numpy()), temperature
+        assert np.array_equal(np.array(picked), expected.numpy()), (temperature, min_p)
+
+
+def test_min_p_keeps_only_the_classes_near_the_most_likely() -> None:
+    """min-p 0.5 at temperature 1 never draws a class under half the top probability, and
+    without it such classes are drawn: the truncation is real, not a no-op."""
+    logits = torch.log(torch.tensor([[0.4, 0.3, 0.1, 0.1, 0.1]])).repeat(4000, 1)
+    truncated = Sampler(1.0, 1, min_p=0.5)(logits)
+    plain = Sampler(1.0, 1)(logits)
+    assert set(truncated.tolist()) == {0, 1}
+    assert set(plain.tolist()) == {0, 1, 2, 3, 4}
 
 
 def test_sampler_draw_consumes_the_stream_as_calls_do() -> None:

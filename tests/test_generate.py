@@ -54,3 +54,21 @@ def test_progress_reaches_total() -> None:
     )
     assert seen[-1][0] == seen[-1][1] > 0
     assert all(d <= t for d, t in seen)
+
+
+@pytest.mark.parametrize("engine", ["torch", "fused"])
+def test_min_p_one_samples_the_likeliest_class_as_temperature_zero_does(engine: str) -> None:
+    """At min-p 1 only the likeliest class is left, whatever the temperature: on either step the
+    output is the greedy one, and a plain temperature-1 sampling is not."""
+    torch.manual_seed(3)
+    cfg = preset("tiny")
+    fast = FastDecoder(Decoder(cfg).eval())
+    latent, length = torch.randn(cfg.latent_dim, 6), 6 * cfg.pool
+    base = GenerationOptions(batch_size=1, engine=engine, seed=2)
+
+    def run(**change: float) -> np.ndarray:
+        return generate(fast, latent, length, dataclasses.replace(base, **change))
+
+    greedy = run(temperature=0.0)
+    assert np.array_equal(run(temperature=1.0, min_p=1.0), greedy)
+    assert not np.array_equal(run(temperature=1.0), greedy)

@@ -87,8 +87,8 @@ def test_folders_recursive_in_stable_order_each_input_encoded_once(
     monkeypatch.setattr(
         jobs,
         "encode_fitted",
-        lambda audio, *, model, transpose: (
-            calls.append(len(audio)) or real_encode(audio, model=model, transpose=transpose)
+        lambda audio, *, model, transpose, guide: (
+            calls.append(len(audio)) or real_encode(audio, model=model, transpose=transpose, guide=guide)
         ),
     )
     single = write(tmp_path / "solo.wav")

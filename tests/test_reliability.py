@@ -423,6 +423,8 @@ NUMBERS = [
     ("translate", "--temperature", "nan"),
     ("translate", "--temperature", "-0.5"),
     ("translate", "--temperature", "inf"),
+    ("translate", "--min-p", "1.5"),
+    ("translate", "--min-p", "nan"),
     ("translate", "--seed", str(2**64)),
     ("translate", "--seed", "-1"),
     ("blend", "--keep", "nan"),

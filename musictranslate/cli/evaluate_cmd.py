@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..config import DEFAULT_TEMPERATURE
+from ..config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE
 from .common import (
     Device,
     DeviceOption,
@@ -31,7 +31,15 @@ from .common import (
     user_errors,
 )
 from .numbers import finite
-from .translate_cmd import BatchOption, ForceOption, SeedOption, TemperatureOption, TransposeOption
+from .translate_cmd import (
+    BatchOption,
+    FollowPitchOption,
+    ForceOption,
+    MinPOption,
+    SeedOption,
+    TemperatureOption,
+    TransposeOption,
+)
 
 if TYPE_CHECKING:
     from ..speed import GenerationOptions
@@ -279,14 +287,27 @@ def domain_command(
 
 
 def _generation(
-    device: Device, threads: int | None, seed: int, temperature: float, batch_size: int
+    device: Device,
+    threads: int | None,
+    seed: int,
+    temperature: float,
+    min_p: float,
+    batch_size: int,
+    follow_pitch: int = 1,
 ) -> GenerationOptions:
     """Apply --device/--threads/--seed like ``translate`` does and build the generation options."""
     from ..runtime import configure_runtime
     from ..speed import GenerationOptions
 
     resolved = configure_runtime(device.value, threads, seed)
-    return GenerationOptions(temperature=temperature, seed=seed, batch_size=batch_size, device=resolved)
+    return GenerationOptions(
+        temperature=temperature,
+        min_p=min_p,
+        follow_pitch=follow_pitch,
+        seed=seed,
+        batch_size=batch_size,
+        device=resolved,
+    )
 
 
 @evaluate_app.command("lineup")
@@ -308,6 +329,7 @@ def lineup_command(
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    min_p: MinPOption = DEFAULT_MIN_P,
     batch_size: BatchOption = 64,
     force: ForceOption = False,
     quiet: QuietOption = False,
@@ -323,7 +345,7 @@ def lineup_command(
     from ..registry import load_model
 
     with user_errors():
-        options = _generation(device, threads, seed, temperature, batch_size)
+        options = _generation(device, threads, seed, temperature, min_p, batch_size)
         tell(f"loading model {model}", quiet)
         loaded = load_model(model, models)
         loaded.check_domain(source_domain)
@@ -466,6 +488,8 @@ def report_command(
         ),
     ] = 1,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    min_p: MinPOption = DEFAULT_MIN_P,
+    follow_pitch: FollowPitchOption = 1,
     batch_size: BatchOption = 64,
     transpose: TransposeOption = "auto",
     force: ForceOption = False,
@@ -494,7 +518,7 @@ def report_command(
             embedding=embedding,
             transcribe=transcribe,
             one_source_per_piece=one_source_per_piece,
-            generation=_generation(device, threads, seed, temperature, batch_size),
+            generation=_generation(device, threads, seed, temperature, min_p, batch_size, follow_pitch),
             seeds=seeds,
             force=force,
             transpose=parse_transpose(transpose),

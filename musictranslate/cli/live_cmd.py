@@ -11,10 +11,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import DEFAULT_TEMPERATURE
+from ..config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE
 from .common import ModelOption, ModelsOption, QuietOption, app, stderr, user_errors
 from .numbers import finite
-from .translate_cmd import SeedOption, TemperatureOption
+from .translate_cmd import MinPOption, SeedOption, TemperatureOption
 
 
 @app.command()
@@ -36,6 +36,7 @@ def live(
     models: ModelsOption = None,
     seed: SeedOption = 0,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    min_p: MinPOption = DEFAULT_MIN_P,
     gain: Annotated[
         float,
         typer.Option("--gain", callback=finite(), help="Input gain in dB (the stream has no level fit)."),
@@ -59,9 +60,12 @@ def live(
 
         torch.set_num_threads(1)  # the stream steps one frame at a time: threads only add waiting
         loaded = load_model(model, models)
-        stream = TranslationStream(to, model=loaded, temperature=temperature, seed=seed, gain_db=gain)
+        stream = TranslationStream(
+            to, model=loaded, temperature=temperature, min_p=min_p, seed=seed, gain_db=gain
+        )
         comment = (
-            f"musictranslate live: model {loaded.name}, domain {to}, seed {seed}, temperature {temperature}"
+            f"musictranslate live: model {loaded.name}, domain {to}, seed {seed}, "
+            f"temperature {temperature}, min-p {min_p}"
         )
         sink = open_sink(output, stream, buffer, force, comment)
         try:

@@ -20,14 +20,16 @@ SEED_MAX = 2**64 - 1
 
 
 def finite(
-    minimum: float = -math.inf, *, above: bool = False
+    minimum: float = -math.inf, *, above: bool = False, maximum: float = math.inf
 ) -> Callable[[typer.CallbackParam, float | None], float | None]:
-    """A callback admitting finite floats of at least ``minimum`` (more than it when ``above``)."""
+    """A callback admitting finite floats of at least ``minimum`` (more than it when ``above``)
+    and at most ``maximum``."""
     bound = "" if minimum == -math.inf else f", {'more than' if above else 'at least'} {minimum:g}"
+    bound += "" if maximum == math.inf else f", at most {maximum:g}"
 
     def check(param: typer.CallbackParam, value: float | None) -> float | None:
         if value is not None and not (
-            math.isfinite(value) and (value > minimum if above else value >= minimum)
+            math.isfinite(value) and (value > minimum if above else value >= minimum) and value <= maximum
         ):
             fail(f"{param.opts[0]} {value}: give a finite number{bound}", 2)
         return value

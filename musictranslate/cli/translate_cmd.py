@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..config import DEFAULT_TEMPERATURE
+from ..config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE, MAX_PITCH_CANDIDATES
 from .common import (
     Device,
     DeviceOption,
@@ -45,6 +45,27 @@ TemperatureOption = Annotated[
         callback=finite(0.0),
         help="Sampling temperature: 1 samples the decoder as trained (the paper's), lower sounds more "
         "like the target instrument, 0 picks the likeliest sample.",
+    ),
+]
+MinPOption = Annotated[
+    float,
+    typer.Option(
+        "--min-p",
+        callback=finite(0.0, maximum=1.0),
+        help="Min-p sampling: never draw a sample value less likely than this share of the likeliest "
+        "one (0 keeps the whole distribution); cuts the rare far-off draws heard as hiss.",
+    ),
+]
+FollowPitchOption = Annotated[
+    int,
+    typer.Option(
+        "--follow-pitch",
+        min=1,
+        max=MAX_PITCH_CANDIDATES,
+        metavar="N",
+        help="Pitch-guided sampling: draw N continuations side by side every 12.5 ms and keep the one "
+        "at the input's pitch (about N times the work; 1 is plain sampling). Keeps a monophonic "
+        "melody on its notes.",
     ),
 ]
 SeedOption = Annotated[
@@ -119,6 +140,7 @@ RUN_OPTIONS = (
     "threads",
     "seed",
     "temperature",
+    "min_p",
     "batch_size",
     "dtype",
     "workers",
@@ -149,6 +171,7 @@ def _run_and_report(
     threads: int | None,
     seed: int,
     temperature: float,
+    min_p: float,
     batch_size: int | None,
     dtype: str | None,
     workers: int | None,
@@ -158,6 +181,7 @@ def _run_and_report(
     sample_rate: int | None,
     json_output: bool,
     quiet: bool,
+    follow_pitch: int = 1,
 ) -> None:
     """What ``translate`` and ``blend`` share once their inputs are planned: set up the runtime,
     load the model, check every domain before any work, run, report, and exit 0 or 1."""
@@ -180,6 +204,8 @@ def _run_and_report(
         check_domains(loaded, domains)
         generation = GenerationOptions(
             temperature=temperature,
+            min_p=min_p,
+            follow_pitch=follow_pitch,
             seed=seed,
             batch_size=batch_size,
             dtype=dtype,
@@ -295,6 +321,8 @@ def translate_command(
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    min_p: MinPOption = DEFAULT_MIN_P,
+    follow_pitch: FollowPitchOption = 1,
     batch_size: BatchOption = None,
     dtype: DtypeOption = None,
     workers: WorkersOption = None,
@@ -319,7 +347,7 @@ def translate_command(
     with user_errors():
         domains = parse_domains(to)
         plan = plan_translate(inputs, domains, output, normalise_format(fmt))
-    _run_and_report(plan, domains, **_run_options(locals()))
+    _run_and_report(plan, domains, **_run_options(locals()), follow_pitch=follow_pitch)
 
 
 @app.command("blend")
@@ -349,6 +377,7 @@ def blend_command(
     threads: ThreadsOption = None,
     seed: SeedOption = 0,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    min_p: MinPOption = DEFAULT_MIN_P,
     batch_size: BatchOption = None,
     dtype: DtypeOption = None,
     workers: WorkersOption = None,

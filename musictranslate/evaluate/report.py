@@ -54,7 +54,7 @@ from ..input_fit import AUTO
 from ..recipes.eval_sets import TRANSPOSITIONS
 from ..recipes.render import GM_PROGRAMS
 from ..safe_write import claim_folder, write_text
-from ..translation import decode, encode_fitted
+from ..translation import FittedEncoding, decode, encode_fitted
 from . import EvaluationError, plots
 from .classifier import DomainClassifier, load_classifier
 from .files import parallel_pieces
@@ -139,7 +139,7 @@ class _Piece:
     notes: NoteScore | None = None  # the score the renders were made from, when the data has it
     offsets: dict[str, int] = field(default_factory=dict)  # semitones a domain's render sits from it
     contours: dict[str, Contour] = field(default_factory=dict)
-    latents: dict[str, tuple[Any, int]] = field(default_factory=dict)  # source -> (latent, semitones)
+    latents: dict[str, FittedEncoding] = field(default_factory=dict)  # source -> its encoding
 
     def contour(self, key: str, audio: np.ndarray) -> Contour:
         if key not in self.contours:
@@ -340,8 +340,9 @@ def _score_pair(
     clip, reference = piece.clips[source], piece.clips[target]
     check_audible(clip, "input", model.config.pool)
     if source not in piece.latents:  # encoded once per source clip (it costs as much as decoding)
-        piece.latents[source] = encode_fitted(clip, model=model, transpose=options.transpose)  # as translate
-    latent, semitones = piece.latents[source]
+        guided = options.generation.follow_pitch > 1
+        piece.latents[source] = encode_fitted(clip, model=model, transpose=options.transpose, guide=guided)
+    latent, semitones, guide = piece.latents[source]
     seeds = options.sampler_seeds()
     outputs = {
         seed: decode(
@@ -350,6 +351,7 @@ def _score_pair(
             model=model,
             length=len(clip),
             options=dataclasses.replace(options.generation, seed=seed),
+            guide=guide,
         )
         for seed in seeds
     }
@@ -583,6 +585,8 @@ def build_report(
                 "sources": sources,
                 "targets": targets,
                 "temperature": options.generation.temperature,
+                "min_p": options.generation.min_p,
+                "follow_pitch": options.generation.follow_pitch,
                 "seed": options.generation.seed,
                 "seeds": options.sampler_seeds(),
                 "transpose": options.transpose,
@@ -726,6 +730,7 @@ def render_html(document: dict) -> str:
         f"<p>Test data <code>{esc(document['data'])}</code>; {len(settings['pieces'])} piece(s), "
         f"{esc(str(settings['seconds']))} s clips; sources {esc(', '.join(settings['sources']))}; "
         f"targets {esc(', '.join(settings['targets']))}; temperature {settings['temperature']}, "
+        f"min-p {settings['min_p']}, pitch-guided by {settings['follow_pitch']} candidate(s), "
         f"{_seeds_text(settings)}. Created {esc(document['created'])} by musictranslate "
         f"{esc(document['musictranslate'])}; every number is in <a href='report.json'>report.json</a>.</p>",
         "<p>How to read it: the first columns are what a listener hears. Raw chroma and raw pitch "
