@@ -485,7 +485,8 @@ def generate(
     """
     cfg = fast.cfg
     pool, frames = cfg.pool, latent.shape[1]
-    plan = plan_generation(cfg, frames, options)
+    candidates = options.follow_pitch if guide is not None and options.pitch_guided else 1
+    plan = plan_generation(cfg, frames, options, candidates=candidates)
     span = plan.segment_frames * pool
     warmup, fade = plan.warmup, plan.crossfade
     steps = warmup + fade + span
@@ -503,8 +504,6 @@ def generate(
     def report() -> None:
         if progress is not None:
             progress(int(done.sum()), total)
-
-    candidates = options.follow_pitch if guide is not None else 1
 
     def run(job: int) -> np.ndarray:
         ids = plan.batches[job]

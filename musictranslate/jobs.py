@@ -539,7 +539,7 @@ def _run_task(
         on_status(f"{task.label}: fitting to the model's register and level, encoding")
     started = time.perf_counter()
     try:
-        encoded = task.encode(model, options.transpose, options.generation.follow_pitch > 1)
+        encoded = task.encode(model, options.transpose, options.generation.pitch_guided)
     except RECOVERABLE as exc:
         share = (time.perf_counter() - started) / len(ready)
         for target in ready:

@@ -59,6 +59,12 @@ class GenerationOptions:
     device: str = "cpu"
     engine: str | None = None  # "fused" (CPU) or "torch"; None: the plan's choice
 
+    @property
+    def pitch_guided(self) -> bool:
+        """Whether decoding follows the input's pitch (``follow_pitch`` above 1), so encoding
+        must also track it (``encode_fitted(guide=True)``)."""
+        return self.follow_pitch > 1
+
 
 def resolve_dtype(dtype: DTypeLike | None, default: torch.dtype = torch.float32) -> torch.dtype:
     """``torch.bfloat16``, ``"bf16"``, ``"bfloat16"``, ``"fp32"`` ... -> a torch dtype."""
@@ -211,11 +217,14 @@ def plan_generation(
     options: GenerationOptions,
     workers: int | None = None,
     bf16: bool | None = None,
+    candidates: int = 1,
 ) -> GenerationPlan:
     """The fastest plan (by the cost model) for ``frames`` latent frames, within ``options``.
 
     Fields of ``options`` that are set (``batch_size``, ``dtype``, ``workers``) are kept;
     ``workers`` and ``bf16`` here override what this machine reports (for tests and benchmarks).
+    ``candidates``: decoder states each segment holds (pitch-guided sampling draws that many
+    rows per segment), counted against ``MAX_STATE_BYTES``.
     """
     pool = cfg.pool
     crossfade = max(0, options.crossfade)
@@ -243,7 +252,7 @@ def plan_generation(
         counts = list(range(1, max(1, frames // min_frames) + 1))
     best: GenerationPlan | None = None
     for engine, dtype in steps_to_try:
-        most = max(1, MAX_STATE_BYTES // state_bytes(cfg, dtype))
+        most = max(1, MAX_STATE_BYTES // (state_bytes(cfg, dtype) * candidates))
         for wanted in counts:
             if options.batch_size is None and wanted > most:
                 break

@@ -138,7 +138,7 @@ def translate(
     model = _as_model(model)
     model.check_domain(domain)
     check_audible(audio, "input", model.config.pool)
-    guided = options is not None and options.follow_pitch > 1
+    guided = options is not None and options.pitch_guided
     encoded = encode_fitted(audio, model=model, transpose=transpose, guide=guided)
     reference = audio if match_loudness else None
     return decode(

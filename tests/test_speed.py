@@ -269,6 +269,15 @@ def test_plan_covers_the_file_and_memory_stays_bounded(seconds: float) -> None:
     assert plan.warmup == default_warmup(cfg) and plan.crossfade == 400
 
 
+def test_pitch_guided_candidates_count_against_the_state_bound() -> None:
+    """Each guided segment holds one state per candidate: a 10-minute file at 8 candidates
+    planned as a plain one would hold 1.5 GB of rings."""
+    cfg = preset("small")
+    plan = plan_generation(cfg, 600 * 20, GenerationOptions(), workers=2, bf16=True, candidates=8)
+    assert plan.segments * 8 * state_bytes(cfg, plan.dtype) <= MAX_STATE_BYTES
+    assert plan.segments * plan.segment_frames >= 600 * 20
+
+
 def test_plan_grows_the_batch_with_the_file() -> None:
     cfg = preset("small")
     sizes = [

@@ -340,8 +340,9 @@ def _score_pair(
     clip, reference = piece.clips[source], piece.clips[target]
     check_audible(clip, "input", model.config.pool)
     if source not in piece.latents:  # encoded once per source clip (it costs as much as decoding)
-        guided = options.generation.follow_pitch > 1
-        piece.latents[source] = encode_fitted(clip, model=model, transpose=options.transpose, guide=guided)
+        piece.latents[source] = encode_fitted(
+            clip, model=model, transpose=options.transpose, guide=options.generation.pitch_guided
+        )
     latent, semitones, guide = piece.latents[source]
     seeds = options.sampler_seeds()
     outputs = {
