@@ -356,6 +356,11 @@ class FusedState:
     def batch(self) -> int:
         return self.rings.shape[0]
 
+    def reorder(self, rows: np.ndarray) -> None:
+        """Row ``i`` takes row ``rows[i]``'s history: its rings and its last two classes."""
+        for history in (self.rings, self.previous, self.before):
+            history[:] = history[rows]
+
 
 class FusedDecoder:
     """A decoder's folded float32 weights (``FastDecoder.weights``) as the fused step reads them,

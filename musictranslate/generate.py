@@ -176,6 +176,11 @@ class DecoderState:
                 )
             )
 
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Row ``i`` takes row ``rows[i]``'s history: every layer's ring."""
+        for ring in self.rings:
+            ring.copy_(ring[rows])
+
 
 class FastDecoder:
     """A decoder's weights rearranged for cached, one-sample-at-a-time generation.
@@ -369,12 +374,10 @@ class FrameStepper:
         """Row ``i`` goes on from what row ``rows[i]`` has generated (its state and last sample);
         the sampler's streams stay with their rows."""
         if self.fused is not None:
-            self.state.rings[:] = self.state.rings[rows]
-            self.state.previous[:] = self.state.previous[rows]
+            self.state.reorder(rows)
         else:
             index = torch.from_numpy(np.asarray(rows)).to(self.previous.device)
-            for ring in self.state.rings:
-                ring.copy_(ring[index])
+            self.state.reorder(index)
             self.previous = self.previous[index]
 
 
