@@ -29,9 +29,13 @@ latent frame of steps per call, so Python is entered once per ``pool`` samples:
   so a seed means the same random stream on either path. The choice of a class from the logits
   is its own function (``_pick``): a truncation of the distribution goes there.
 
-A batch of streams is stepped layer by layer (each layer's weights serve every row before the
-next layer's are read), so batches reuse the weights from cache. Compiled functions are cached on
-disk (``cache=True``): only the first use after installing compiles.
+A batch of streams is stepped matrix by matrix: each product runs over every row before the next
+matrix is read, in blocks of ``ROWS`` rows that widen and multiply each weight once for four rows
+(``_accumulate4``), so a row in a block costs less than a row stepped alone (docs/speed-live.md
+has the rates; ``speed.STEP_COSTS`` models them). The softmax uses its own ``exp`` (``_exp``),
+which vectorises where ``np.exp`` is one call per class, a large share of a batched step.
+Compiled functions are cached on disk (``cache=True``): only the first use after installing
+compiles.
 """
 
 from __future__ import annotations
@@ -90,38 +94,69 @@ def pack_bfloat16(matrix: torch.Tensor) -> np.ndarray:
     return (bits[0::2].astype(np.uint32) << 16) | bits[1::2]
 
 
+def _as_float32(bits: np.uint32) -> np.float32:
+    """The float32 whose bits are ``bits`` (``compiled()`` replaces this by an intrinsic, a bit
+    cast that vectorises with the arithmetic around it)."""
+    return np.uint32(bits).view(np.float32)
+
+
 def _high(word: np.uint32) -> np.float32:
-    """The bfloat16 in the upper half of ``word``, as float32 (``compiled()`` replaces this by an
-    intrinsic: a mask and a bit cast, which vectorise with the multiply-adds)."""
-    return (np.uint32(word) & np.uint32(0xFFFF0000)).view(np.float32)
+    """The bfloat16 in the upper half of ``word``, as float32: its low bits masked off."""
+    return _as_float32(np.uint32(word & np.uint32(0xFFFF0000)))
 
 
 def _low(word: np.uint32) -> np.float32:
-    """The bfloat16 in the lower half of ``word``, as float32 (a shift and a bit cast, compiled)."""
-    return (np.uint32(word) << np.uint32(16)).view(np.float32)
+    """The bfloat16 in the lower half of ``word``, as float32: shifted into the upper half."""
+    return _as_float32(np.uint32(word << np.uint32(16)))  # the bits shifted out are dropped
 
 
-def _halves_intrinsics() -> tuple[Callable, Callable]:
-    """``_high`` and ``_low`` for compiled code."""
+def _bit_cast_intrinsic() -> Callable:
+    """``_as_float32`` for compiled code."""
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
 
-    word = ir.IntType(32)
+    def codegen(context: object, builder: ir.IRBuilder, signature: object, args: list) -> ir.Value:
+        return builder.bitcast(args[0], ir.FloatType())
 
-    def high(context: object, builder: ir.IRBuilder, signature: object, args: list) -> ir.Value:
-        return builder.bitcast(builder.and_(args[0], ir.Constant(word, 0xFFFF0000)), ir.FloatType())
+    def typer(typingctx: object, value: types.Type) -> tuple | None:
+        return (types.float32(types.uint32), codegen) if value == types.uint32 else None
 
-    def low(context: object, builder: ir.IRBuilder, signature: object, args: list) -> ir.Value:
-        return builder.bitcast(builder.shl(args[0], ir.Constant(word, 16)), ir.FloatType())
+    return intrinsic(typer)
 
-    def typed(codegen: Callable) -> Callable:
-        def typer(typingctx: object, value: types.Type) -> tuple | None:
-            return (types.float32(types.uint32), codegen) if value == types.uint32 else None
 
-        return intrinsic(typer)
+EXP_RANGE = (np.float32(-80.0), np.float32(88.0))
+"""Where ``_exp`` is computed: below, it is 0, so a probability (at most 256 such ratios summed
+divide it) is never a subnormal float, which the CPU handles hundreds of times slower; above,
+``2 ** k`` has no float32 exponent."""
+LOG2E = np.float32(1.44269504088896341)
+LN2_HIGH, LN2_LOW = np.float32(0.693359375), np.float32(-2.12194440e-4)  # ln 2 = high + low
+# e ** r on [-ln 2 / 2, ln 2 / 2] is 1 + r + r ** 2 (E0 + r (E1 + ...)): Cephes' expf
+E0, E1, E2, E3, E4, E5 = (
+    np.float32(c)
+    for c in (
+        5.0000001201e-1,
+        1.6666665459e-1,
+        4.1665795894e-2,
+        8.3334519073e-3,
+        1.3981999507e-3,
+        1.9875691500e-4,
+    )
+)
 
-    return typed(high), typed(low)
+
+def _exp(x: np.float32) -> np.float32:
+    """``exp(x)`` in float32 as ``2 ** k e ** r`` with ``r = x - k ln 2`` (Cephes' expf, within
+    a few ulp). Unlike ``np.exp`` it vectorises, so the sampler's softmax over the classes is a
+    few dozen vector ops instead of one call per class."""
+    low, high = EXP_RANGE
+    clamped = min(max(x, low), high)
+    k = np.floor(clamped * LOG2E + np.float32(0.5))
+    r = clamped - k * LN2_HIGH - k * LN2_LOW
+    poly = ((((E5 * r + E4) * r + E3) * r + E2) * r + E1) * r + E0
+    scale = _as_float32(np.uint32((np.int32(k) + np.int32(127)) << np.int32(23)))
+    value = (poly * r * r + r + np.float32(1.0)) * scale
+    return value if x >= low else np.float32(0.0)
 
 
 def _sigmoid_inplace(a: np.ndarray) -> None:
@@ -188,6 +223,116 @@ def _accumulate_pairs(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
             acc[j] += x0 * _high(pair[j]) + x1 * _low(pair[j])
 
 
+ROWS = 4
+"""Rows of a batch the blocked products (``_accumulate4``) step at once: each weight is loaded
+once for four rows, so a batch reuses it from registers instead of reading it again per row."""
+
+
+def _accumulate_batch(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
+    """``acc[b] += x[b] @ W`` for every row ``b``: blocks of ``ROWS`` rows, then one row at a time."""
+    batch = acc.shape[0]
+    full = batch - batch % ROWS
+    for b in range(0, full, ROWS):
+        _accumulate4(acc[b], acc[b + 1], acc[b + 2], acc[b + 3], x[b], x[b + 1], x[b + 2], x[b + 3], w)
+    for b in range(full, batch):
+        _accumulate(acc[b], x[b], w)
+
+
+def _accumulate4(
+    a0: np.ndarray,
+    a1: np.ndarray,
+    a2: np.ndarray,
+    a3: np.ndarray,
+    x0: np.ndarray,
+    x1: np.ndarray,
+    x2: np.ndarray,
+    x3: np.ndarray,
+    w: np.ndarray,
+) -> None:
+    """``a_k += x_k @ W`` for four rows, ``W`` as in ``_accumulate`` (compiled: one of the two
+    below, chosen from ``w``'s dtype)."""
+    if w.dtype == np.uint32:
+        _accumulate4_pairs(a0, a1, a2, a3, x0, x1, x2, x3, w)
+    else:
+        _accumulate4_float32(a0, a1, a2, a3, x0, x1, x2, x3, w)
+
+
+def _accumulate4_float32(
+    a0: np.ndarray,
+    a1: np.ndarray,
+    a2: np.ndarray,
+    a3: np.ndarray,
+    x0: np.ndarray,
+    x1: np.ndarray,
+    x2: np.ndarray,
+    x3: np.ndarray,
+    w: np.ndarray,
+) -> None:
+    """Four rows of ``_accumulate_float32``, two input rows per pass: each weight feeds four rows."""
+    n, width = x0.shape[0], a0.shape[0]
+    pairs = n - n % 2
+    for i in range(0, pairs, 2):
+        u0, u1, u2, u3 = x0[i], x1[i], x2[i], x3[i]
+        v0, v1, v2, v3 = x0[i + 1], x1[i + 1], x2[i + 1], x3[i + 1]
+        wi, wj = w[i], w[i + 1]
+        for j in range(width):
+            p, q = wi[j], wj[j]
+            a0[j] += u0 * p + v0 * q
+            a1[j] += u1 * p + v1 * q
+            a2[j] += u2 * p + v2 * q
+            a3[j] += u3 * p + v3 * q
+    for i in range(pairs, n):
+        wi = w[i]
+        for j in range(width):
+            a0[j] += x0[i] * wi[j]
+            a1[j] += x1[i] * wi[j]
+            a2[j] += x2[i] * wi[j]
+            a3[j] += x3[i] * wi[j]
+
+
+def _accumulate4_pairs(
+    a0: np.ndarray,
+    a1: np.ndarray,
+    a2: np.ndarray,
+    a3: np.ndarray,
+    x0: np.ndarray,
+    x1: np.ndarray,
+    x2: np.ndarray,
+    x3: np.ndarray,
+    w: np.ndarray,
+) -> None:
+    """Four rows of ``_accumulate_pairs``, two words (four input rows) per pass: each weight is
+    widened once for four rows."""
+    n, width = x0.shape[0], a0.shape[0]
+    quads = n - n % 4
+    for i in range(0, quads, 4):
+        k = i // 2
+        p0, p1 = w[k], w[k + 1]
+        b00, b01, b02, b03 = x0[i], x0[i + 1], x0[i + 2], x0[i + 3]
+        b10, b11, b12, b13 = x1[i], x1[i + 1], x1[i + 2], x1[i + 3]
+        b20, b21, b22, b23 = x2[i], x2[i + 1], x2[i + 2], x2[i + 3]
+        b30, b31, b32, b33 = x3[i], x3[i + 1], x3[i + 2], x3[i + 3]
+        for j in range(width):
+            c0, c1, c2, c3 = _high(p0[j]), _low(p0[j]), _high(p1[j]), _low(p1[j])
+            a0[j] += b00 * c0 + b01 * c1 + b02 * c2 + b03 * c3
+            a1[j] += b10 * c0 + b11 * c1 + b12 * c2 + b13 * c3
+            a2[j] += b20 * c0 + b21 * c1 + b22 * c2 + b23 * c3
+            a3[j] += b30 * c0 + b31 * c1 + b32 * c2 + b33 * c3
+    for i in range(quads, n, 2):
+        pair = w[i // 2]
+        u0, u1, u2, u3 = x0[i], x1[i], x2[i], x3[i]
+        if i + 1 < n:
+            v0, v1, v2, v3 = x0[i + 1], x1[i + 1], x2[i + 1], x3[i + 1]
+        else:
+            v0 = v1 = v2 = v3 = np.float32(0.0)
+        for j in range(width):
+            c0, c1 = _high(pair[j]), _low(pair[j])
+            a0[j] += u0 * c0 + v0 * c1
+            a1[j] += u1 * c0 + v1 * c1
+            a2[j] += u2 * c0 + v2 * c1
+            a3[j] += u3 * c0 + v3 * c1
+
+
 def _pick(
     logits: np.ndarray, u: np.float32, temperature: np.float32, min_p: np.float32, scratch: np.ndarray
 ) -> int:
@@ -207,7 +352,7 @@ def _pick(
     top = logits[best] / temperature
     total = np.float32(0.0)
     for k in range(classes):
-        ratio = np.exp(logits[k] / temperature - top)  # p_k / p_max
+        ratio = _exp(logits[k] / temperature - top)  # p_k / p_max
         scratch[k] = ratio if ratio >= min_p else np.float32(0.0)
         total += scratch[k]
     running = np.float32(0.0)
@@ -225,7 +370,7 @@ def _steps(
     t0: int,
     count: int,
     condition: np.ndarray,  # (batch, layers * 2r), bias folded in: one latent frame
-    rings: np.ndarray,  # (batch, sum(dilation + 1), r)
+    rings: np.ndarray,  # (sum(dilation + 1), batch, r): every layer's ring, slot by slot
     offsets: np.ndarray,  # (layers,) first ring slot of each layer
     slots: np.ndarray,  # (layers,) dilation + 1
     previous: np.ndarray,  # (batch,) int64: the class before step t0, updated
@@ -247,57 +392,64 @@ def _steps(
     out: np.ndarray,  # (batch, count) uint8 classes
     logits_out: np.ndarray,  # (batch, count, classes) float32, or (0, 0, 0)
 ) -> None:
-    """``count`` cached decoder steps from step ``t0`` for every row, all in this one call."""
-    batch, r = rings.shape[0], rings.shape[2]
+    """``count`` cached decoder steps from step ``t0`` for every row, all in this one call.
+
+    Each product runs over the whole batch (``_accumulate_batch``), so a weight loaded for one
+    row serves the next three from registers."""
+    batch, r = rings.shape[1], rings.shape[2]
     layers, s, classes = taps.shape[0], skip_bias.shape[0], head2_bias.shape[0]
-    a = np.empty(2 * r, dtype=np.float32)
-    z = np.empty(r, dtype=np.float32)
+    a = np.empty((batch, 2 * r), dtype=np.float32)
+    z = np.empty((batch, r), dtype=np.float32)
     skip = np.empty((batch, s), dtype=np.float32)
-    hidden = np.empty(s, dtype=np.float32)
-    logits = np.empty(classes, dtype=np.float32)
+    hidden = np.empty((batch, s), dtype=np.float32)
+    logits = np.empty((batch, classes), dtype=np.float32)
     scratch = np.empty(classes, dtype=np.float32)
     forced = targets.shape[0] > 0
     record = logits_out.shape[0] > 0
     for step in range(count):
         t = t0 + step
         for b in range(batch):
-            rings[b, offsets[0] + t % slots[0]] = embed[previous[b]]
+            rings[offsets[0] + t % slots[0], b] = embed[previous[b]]
             skip[b] = skip_bias
         for layer in range(layers):
-            now = offsets[layer] + t % slots[layer]
-            past = offsets[layer] + (t + 1) % slots[layer]  # holds x[t - dilation]
+            now = rings[offsets[layer] + t % slots[layer]]
+            past = rings[offsets[layer] + (t + 1) % slots[layer]]  # holds x[t - dilation]
             last = layer + 1 == layers
-            nxt = 0 if last else offsets[layer + 1] + t % slots[layer + 1]
-            w = taps[layer]
+            first = 2 * r * layer
             for b in range(batch):
-                ring = rings[b]
-                a[:] = condition[b, 2 * r * layer : 2 * r * (layer + 1)]
-                if layer == 0:
-                    a += first_taps[0, previous[b]]
-                    a += first_taps[1, before[b]]
-                else:
-                    _accumulate(a, ring[now], w[0])
-                    _accumulate(a, ring[past], w[1])
-                _sigmoid_inplace(a)
+                for i in range(2 * r):
+                    a[b, i] = condition[b, first + i]
+            if layer == 0:
+                for b in range(batch):
+                    for i in range(2 * r):
+                        a[b, i] += first_taps[0, previous[b], i] + first_taps[1, before[b], i]
+            else:
+                _accumulate_batch(a, now, taps[layer, 0])
+                _accumulate_batch(a, past, taps[layer, 1])
+            for b in range(batch):
+                _sigmoid_inplace(a[b])
                 for i in range(r):  # -tanh(a1) sigmoid(a2), signs folded into the weights
-                    z[i] = a[r + i] - np.float32(2.0) * a[i] * a[r + i]
-                if not last:
-                    ring[nxt] = ring[now]
-                    _accumulate(ring[nxt], z, res_weight[layer])
-                _accumulate(skip[b], z, skip_weight[layer])
+                    z[b, i] = a[b, r + i] - np.float32(2.0) * a[b, i] * a[b, r + i]
+            if not last:
+                nxt = rings[offsets[layer + 1] + t % slots[layer + 1]]
+                for b in range(batch):
+                    for i in range(r):
+                        nxt[b, i] = now[b, i]
+                _accumulate_batch(nxt, z, res_weight[layer])
+            _accumulate_batch(skip, z, skip_weight[layer])
+        np.maximum(skip, np.float32(0.0), skip)
+        hidden[:] = head1_bias
+        _accumulate_batch(hidden, skip, head1_weight)
+        np.maximum(hidden, np.float32(0.0), hidden)
+        logits[:] = head2_bias
+        _accumulate_batch(logits, hidden, head2_weight)
         for b in range(batch):
-            row_skip = skip[b]
-            np.maximum(row_skip, np.float32(0.0), row_skip)
-            hidden[:] = head1_bias
-            _accumulate(hidden, row_skip, head1_weight)
-            np.maximum(hidden, np.float32(0.0), hidden)
-            logits[:] = head2_bias
-            _accumulate(logits, hidden, head2_weight)
             if record:
-                logits_out[b, step] = logits
-            chosen = (
-                targets[b, step] if forced else _pick(logits, uniforms[step, b], temperature, min_p, scratch)
-            )
+                logits_out[b, step] = logits[b]
+            if forced:
+                chosen = targets[b, step]
+            else:
+                chosen = _pick(logits[b], uniforms[step, b], temperature, min_p, scratch)
             out[b, step] = chosen
             before[b] = previous[b]
             previous[b] = chosen
@@ -312,7 +464,8 @@ def compiled() -> SimpleNamespace:
     first use, so importing this module costs nothing. The kernels call each other through this
     module's globals, so those are replaced by their compiled versions (``_accumulate`` by a
     choice between its two forms made when numba types the call)."""
-    global _high, _low, _sigmoid_inplace, _accumulate_float32, _accumulate_pairs, _pick, _steps
+    global _as_float32, _high, _low, _exp, _sigmoid_inplace, _pick, _steps
+    global _accumulate_float32, _accumulate_pairs, _accumulate4_float32, _accumulate4_pairs, _accumulate_batch
     import numba
     from numba import types
     from numba.extending import overload
@@ -323,7 +476,8 @@ def compiled() -> SimpleNamespace:
         return numba.njit(cache=True, **options)(function)
 
     with _compile_lock:
-        _high, _low = _halves_intrinsics()
+        _as_float32 = _bit_cast_intrinsic()
+        _high, _low, _exp = jit(_high), jit(_low), jit(_exp)
         _sigmoid_inplace, _pick = jit(_sigmoid_inplace), jit(_pick)
         _accumulate_float32, _accumulate_pairs = jit(_accumulate_float32), jit(_accumulate_pairs)
 
@@ -331,6 +485,15 @@ def compiled() -> SimpleNamespace:
         def typed(acc, x, w):  # no annotations: numba compares this signature with the lambda's
             chosen = _accumulate_pairs if w.dtype == types.uint32 else _accumulate_float32
             return lambda acc, x, w: chosen(acc, x, w)
+
+        _accumulate4_float32, _accumulate4_pairs = jit(_accumulate4_float32), jit(_accumulate4_pairs)
+
+        @overload(_accumulate4, jit_options=options)
+        def typed4(a0, a1, a2, a3, x0, x1, x2, x3, w):  # as ``typed``
+            chosen = _accumulate4_pairs if w.dtype == types.uint32 else _accumulate4_float32
+            return lambda a0, a1, a2, a3, x0, x1, x2, x3, w: chosen(a0, a1, a2, a3, x0, x1, x2, x3, w)
+
+        _accumulate_batch = jit(_accumulate_batch)
 
         _steps = jit(_steps)
     return SimpleNamespace(steps=_steps, pick=_pick)
@@ -340,13 +503,11 @@ class FusedState:
     """One batch of streams: every layer's ring, the last class of each row and the step count."""
 
     def __init__(self, decoder: FusedDecoder, batch: int) -> None:
-        self.rings = np.concatenate(
-            [
-                np.broadcast_to(init, (batch, slots, init.shape[0]))
-                for init, slots in zip(decoder.ring_init, decoder.slots, strict=True)
-            ],
-            axis=1,
-        ).copy()
+        rings = [
+            np.broadcast_to(init, (slots, batch, init.shape[0]))
+            for init, slots in zip(decoder.ring_init, decoder.slots, strict=True)
+        ]  # (slots, batch, r): a slot of every row is one contiguous block
+        self.rings = np.ascontiguousarray(np.concatenate(rings))
         self.previous = np.full(batch, START_CLASS, dtype=np.int64)
         self.before = np.full(batch, decoder.first_taps.shape[1] - 1, dtype=np.int64)  # zeros
         self.condition = np.zeros((batch, decoder.cond_weight.shape[1]), dtype=np.float32)
@@ -354,11 +515,12 @@ class FusedState:
 
     @property
     def batch(self) -> int:
-        return self.rings.shape[0]
+        return self.rings.shape[1]
 
     def reorder(self, rows: np.ndarray) -> None:
         """Row ``i`` takes row ``rows[i]``'s history: its rings and its last two classes."""
-        for history in (self.rings, self.previous, self.before):
+        self.rings[:] = self.rings[:, rows]
+        for history in (self.previous, self.before):
             history[:] = history[rows]
 
 

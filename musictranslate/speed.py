@@ -90,18 +90,20 @@ class StepCost:
 
     layer_overhead: float  # seconds per layer per step, whatever the batch
     flop_rate: float  # FLOP/s reached by the step's matmuls and gates at large batch
+    block_rate: float | None = None  # the fused step: FLOP/s of rows in its blocks of fused.ROWS
 
 
 STEP_COSTS: dict[tuple[str, torch.dtype], StepCost] = {
-    ("torch", torch.float32): StepCost(layer_overhead=8e-6, flop_rate=65e9),
-    ("torch", torch.bfloat16): StepCost(layer_overhead=25e-6, flop_rate=110e9),
-    ("fused", torch.float32): StepCost(layer_overhead=0.0, flop_rate=25e9),
-    ("fused", torch.bfloat16): StepCost(layer_overhead=0.0, flop_rate=40e9),
+    ("torch", torch.float32): StepCost(layer_overhead=23e-6, flop_rate=47e9),
+    ("torch", torch.bfloat16): StepCost(layer_overhead=79e-6, flop_rate=75e9),
+    ("fused", torch.float32): StepCost(layer_overhead=0.0, flop_rate=20e9, block_rate=35e9),
+    ("fused", torch.bfloat16): StepCost(layer_overhead=0.0, flop_rate=31e9, block_rate=51e9),
 }
-"""Fitted on the 2-core EPYC above, one thread per worker (see ``bench/generation.py``). The
-fused step has no per-layer overhead but reuses its weights across a batch only from cache, so
-torch's matmuls overtake it at a batch of a few streams per worker. Its bfloat16 rate is the
-float32 one times what halving the weights' bytes gave on a 2-core Xeon (``bench --only live``)."""
+"""Fitted on the 2-core EPYC above, one thread, the small decoder at the default temperature
+(docs/speed-live.md has the rates). The fused step has no per-layer overhead, and its blocks of
+``fused.ROWS`` rows load each weight once for four rows, so from a batch of four per worker it
+does the arithmetic faster than torch's matmuls reach before batches of hundreds, whose
+warm-up per segment costs more than it saves. Torch's step is what runs where numba is missing."""
 
 MAX_STATE_BYTES = 1024 * 2**20
 """Decoder state (rings) allowed for all segments at once: memory stays flat on long files."""
@@ -158,7 +160,9 @@ def step_seconds(cfg: ModelConfig, dtype: torch.dtype, batch: int, engine: str =
     """Modelled time of one step of ``batch`` streams on one core."""
     cost = STEP_COSTS[engine, dtype]
     layers = cfg.decoder_blocks * cfg.decoder_layers + 2  # + the skip matmul and the head
-    return layers * cost.layer_overhead + batch * flops_per_sample(cfg) / cost.flop_rate
+    blocked = 0 if cost.block_rate is None else batch - batch % fused.ROWS
+    work = blocked / (cost.block_rate or 1.0) + (batch - blocked) / cost.flop_rate
+    return layers * cost.layer_overhead + flops_per_sample(cfg) * work
 
 
 @cache

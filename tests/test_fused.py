@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from musictranslate import encode, load_audio, load_model
+from musictranslate import encode, fused, load_audio, load_model
 from musictranslate.audio import mu_law_encode
 from musictranslate.config import SAMPLE_RATE, preset
 from musictranslate.fused import compiled
@@ -38,10 +38,23 @@ def test_fused_step_gives_the_logits_of_the_cached_step(name: str) -> None:
     cfg = fast.cfg
     length = 3 * cfg.pool + 17 if name == "tiny" else 2100
     torch.manual_seed(6)
-    target = torch.randint(0, cfg.n_classes, (2, length))
-    latent = torch.randn(2, cfg.latent_dim, length // cfg.pool + 1)
+    target = torch.randint(0, cfg.n_classes, (6, length))  # a block of fused.ROWS rows and two more
+    latent = torch.randn(6, cfg.latent_dim, length // cfg.pool + 1)
     expected = fast.teacher_forced_logits(target, latent)
     assert torch.allclose(fast.fused().teacher_forced_logits(target, latent), expected, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_block_of_rows_gives_what_each_row_gives_alone(dtype: torch.dtype) -> None:
+    """The blocked products (four rows per weight load) against the same rows stepped one at a
+    time: only the order of the sums differs."""
+    step = FastDecoder(load_model("default").decoder("piano")).fused(dtype)
+    torch.manual_seed(3)
+    target = torch.randint(0, 256, (5, 1700))
+    latent = torch.randn(5, 64, 3)
+    together = step.teacher_forced_logits(target, latent)
+    alone = torch.cat([step.teacher_forced_logits(target[i : i + 1], latent[i : i + 1]) for i in range(5)])
+    assert torch.allclose(together, alone, atol=1e-4, rtol=1e-5)
 
 
 def test_bfloat16_fused_step_stays_within_the_bf16_tolerance_on_real_audio() -> None:
@@ -125,14 +138,17 @@ def test_fused_generation_can_be_cancelled() -> None:
         fast.sample(torch.randn(1, fast.cfg.latent_dim, 5), 300, Sampler(1.0, 0), stop=stop, engine="fused")
 
 
-def test_plan_takes_the_fused_step_for_few_streams_and_torch_for_many() -> None:
+def test_plan_takes_the_fused_step_in_full_blocks_and_torch_where_numba_is_missing(monkeypatch) -> None:
     cfg = preset("small")
     short = plan_generation(cfg, 8 * SAMPLE_RATE // cfg.pool, GenerationOptions(), workers=2, bf16=True)
-    assert (short.engine, short.dtype) == ("fused", torch.bfloat16) and short.batch_size <= 4
+    assert (short.engine, short.dtype) == ("fused", torch.bfloat16) and short.batch_size == fused.ROWS
     exact = plan_generation(cfg, 8 * SAMPLE_RATE // cfg.pool, GenerationOptions(), workers=2, bf16=False)
     assert (exact.engine, exact.dtype) == ("fused", torch.float32)
     many = plan_generation(cfg, 240 * SAMPLE_RATE // cfg.pool, GenerationOptions(), workers=2, bf16=True)
-    assert many.engine == "torch" and many.batch_size > 8
+    assert many.engine == "fused" and many.batch_size % fused.ROWS == 0
+    monkeypatch.setattr(fused, "available", lambda: False)
+    without = plan_generation(cfg, 240 * SAMPLE_RATE // cfg.pool, GenerationOptions(), workers=2, bf16=True)
+    assert without.engine == "torch" and without.batch_size > 8
     fixed = plan_generation(cfg, 100, GenerationOptions(engine="torch"), workers=1)
     assert fixed.engine == "torch"
     with pytest.raises(ValueError, match="engine"):

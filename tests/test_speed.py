@@ -242,7 +242,7 @@ FRAMES_60S = 60 * SAMPLE_RATE // 800
 
 def test_plan_uses_bf16_and_big_batches_for_the_paper_model_on_a_bf16_cpu() -> None:
     cfg = preset("paper")
-    plan = plan_generation(cfg, FRAMES_60S, GenerationOptions(), workers=2, bf16=True)
+    plan = plan_generation(cfg, FRAMES_60S, GenerationOptions(engine="torch"), workers=2, bf16=True)
     assert plan.dtype is torch.bfloat16 and plan.workers == 2
     assert plan.batch_size >= 32
     assert plan.segments * state_bytes(cfg, plan.dtype) <= MAX_STATE_BYTES
