@@ -13,7 +13,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,data,evaluate]'
 	touch $@
 
-install: system-deps $(VENV)/.installed
+# numba compiles the fused decoder step and pyin on first use (~20 s): done here instead, once per
+# change of the kernel, so the first translation after installing runs as fast as the next.
+$(VENV)/.compiled: $(VENV)/.installed musictranslate/fused.py
+	$(PY) -m musictranslate.compile_ahead
+	touch $@
+
+install: system-deps $(VENV)/.installed $(VENV)/.compiled
 
 # ffmpeg decodes m4a/aac; fluidsynth + a GM soundfont render the training data; libportaudio2 is
 # PortAudio, which `musictranslate live` uses for audio devices. Installed when root.

@@ -155,3 +155,13 @@ def test_plan_takes_the_fused_step_in_full_blocks_and_torch_where_numba_is_missi
         plan_generation(cfg, 100, GenerationOptions(engine="gpu"))
     with pytest.raises(ValueError, match="fused step cannot run"):
         plan_generation(cfg, 100, GenerationOptions(engine="fused", device="cuda"))
+
+
+def test_compile_ahead_compiles_every_step_the_plan_may_pick_here() -> None:
+    """What ``make install`` runs so that the first translation does not compile."""
+    from musictranslate.compile_ahead import compile_ahead
+    from musictranslate.runtime import native_bf16
+
+    compiled = compile_ahead()
+    assert "fused step (float32)" in compiled and "the input fit" in compiled
+    assert ("fused step (bfloat16)" in compiled) == native_bf16()
