@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musictranslate.config import SAMPLE_RATE
+from musictranslate.config import DEFAULT_TEMPERATURE, SAMPLE_RATE
 from musictranslate.generate import FastDecoder, Sampler
 from musictranslate.speed import flops_per_sample
 
@@ -49,21 +49,45 @@ STEPS = {
 """The steps timed: name -> (engine, dtype). Live uses the plan's choice of the last two."""
 
 
-def step_rate(fast: FastDecoder, engine: str, dtype: torch.dtype, seconds: float) -> float:
-    """Samples/s of one stream, one thread, for about ``seconds`` (sampling included)."""
+def step_rate(fast: FastDecoder, engine: str, dtype: torch.dtype, seconds: float, batch: int = 1) -> float:
+    """Samples/s of ``batch`` streams together, one thread, for about ``seconds`` (sampling at the
+    default temperature included)."""
     cfg = fast.cfg
-    steps = max(cfg.pool, int(seconds * (30_000 if engine == "fused" else 5_000)))
-    latent = torch.randn(1, cfg.latent_dim, steps // cfg.pool + 2)
+    steps = max(cfg.pool, int(seconds * (30_000 if engine == "fused" else 5_000 * batch**0.5)) // batch)
+    latent = torch.randn(batch, cfg.latent_dim, steps // cfg.pool + 2)
     if engine == "fused":
         fast.fused(dtype)  # compiled (or loaded from the cache) outside the timing
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         start = time.perf_counter()
-        fast.sample(latent, steps, Sampler(1.0, 0), dtype=dtype, engine=engine)
-        return steps / (time.perf_counter() - start)
+        fast.sample(
+            latent, steps, Sampler(DEFAULT_TEMPERATURE, 0, streams=range(batch)), dtype=dtype, engine=engine
+        )
+        return batch * steps / (time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
+
+
+BATCHES = {"fused": (1, 4, 8, 16), "torch": (16, 64, 256)}
+"""Batches each step is timed at, per worker: the fused step's blocks of four rows, and torch's
+matmuls, whose per-layer overhead only pays off at the larger ones (``speed.STEP_COSTS`` is
+fitted to these)."""
+
+
+def batched_rates(fast: FastDecoder, seconds: float, quick: bool) -> dict[str, dict[int, float]]:
+    """Samples/s of all rows together, one thread, each step at the batches it is planned for."""
+    steps = {"fused": STEPS["fused"], "fused bf16": STEPS["fused bf16"]}
+    steps |= {"torch": ("torch", torch.float32), "torch bf16": ("torch", torch.bfloat16)}
+    rates: dict[str, dict[int, float]] = {}
+    for name, (engine, dtype) in steps.items():
+        batches = BATCHES[engine][1:3] if quick else BATCHES[engine]
+        rates[name] = {b: step_rate(fast, engine, dtype, seconds, b) for b in batches}
+    every = sorted({b for r in rates.values() for b in r})
+    header = ("step", *(f"batch {b}" for b in every))
+    rows = [(name, *(rate(r[b]) if b in r else "-" for b in every)) for name, r in rates.items()]
+    table("batched step, one thread, samples/s of all rows together", header, rows)
+    return rates
 
 
 def first_use_seconds() -> float:
@@ -129,6 +153,7 @@ def run(quick: bool, limits: dict | None = None) -> dict:
         f"{rates['fused bf16'] / rates['fused']:.2f}x fused; loading the compiled step {first_use:.2f} s"
     )
     table(title, ("step", "samples/s", "x real time", "GFLOP/s"), rows)
+    batched = batched_rates(fast, seconds, quick)
 
     audio_seconds = 20.0 if quick else 600.0
     report = live_run(model, domain, audio_seconds)
@@ -163,5 +188,6 @@ def run(quick: bool, limits: dict | None = None) -> dict:
         "model": str(folder),
         "domain": domain,
         "step": {"samples_per_second": rates, "limit": limit, "first_use_s": first_use},
+        "batched": batched,
         "live": {"audio_seconds": audio_seconds, **report},
     }

@@ -205,6 +205,9 @@ def main() -> int:
         metavar="N",
         help="pitch-guided sampling, N candidates [1: off]",
     )
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="sampling temperature [the sets' own, 0.3]"
+    )
     args = parser.parse_args()
     try:
         model = load_model(args.model)
@@ -214,6 +217,8 @@ def main() -> int:
             started = time.perf_counter()
             pieces = options.pieces if args.clips is None else min(options.pieces, args.clips)
             generation = dataclasses.replace(options.generation, follow_pitch=args.follow_pitch)
+            if args.temperature is not None:
+                generation = dataclasses.replace(generation, temperature=args.temperature)
             options = dataclasses.replace(
                 options, pieces=pieces, embedding=False, force=True, generation=generation
             )

@@ -233,42 +233,24 @@ def _accumulate_batch(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
     batch = acc.shape[0]
     full = batch - batch % ROWS
     for b in range(0, full, ROWS):
-        _accumulate4(acc[b], acc[b + 1], acc[b + 2], acc[b + 3], x[b], x[b + 1], x[b + 2], x[b + 3], w)
+        _accumulate4(acc[b : b + ROWS], x[b : b + ROWS], w)
     for b in range(full, batch):
         _accumulate(acc[b], x[b], w)
 
 
-def _accumulate4(
-    a0: np.ndarray,
-    a1: np.ndarray,
-    a2: np.ndarray,
-    a3: np.ndarray,
-    x0: np.ndarray,
-    x1: np.ndarray,
-    x2: np.ndarray,
-    x3: np.ndarray,
-    w: np.ndarray,
-) -> None:
-    """``a_k += x_k @ W`` for four rows, ``W`` as in ``_accumulate`` (compiled: one of the two
-    below, chosen from ``w``'s dtype)."""
+def _accumulate4(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
+    """``acc[k] += x[k] @ W`` for a block of four rows, ``W`` as in ``_accumulate`` (compiled: one
+    of the two below, chosen from ``w``'s dtype)."""
     if w.dtype == np.uint32:
-        _accumulate4_pairs(a0, a1, a2, a3, x0, x1, x2, x3, w)
+        _accumulate4_pairs(acc, x, w)
     else:
-        _accumulate4_float32(a0, a1, a2, a3, x0, x1, x2, x3, w)
+        _accumulate4_float32(acc, x, w)
 
 
-def _accumulate4_float32(
-    a0: np.ndarray,
-    a1: np.ndarray,
-    a2: np.ndarray,
-    a3: np.ndarray,
-    x0: np.ndarray,
-    x1: np.ndarray,
-    x2: np.ndarray,
-    x3: np.ndarray,
-    w: np.ndarray,
-) -> None:
+def _accumulate4_float32(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
     """Four rows of ``_accumulate_float32``, two input rows per pass: each weight feeds four rows."""
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    x0, x1, x2, x3 = x[0], x[1], x[2], x[3]
     n, width = x0.shape[0], a0.shape[0]
     pairs = n - n % 2
     for i in range(0, pairs, 2):
@@ -290,19 +272,11 @@ def _accumulate4_float32(
             a3[j] += x3[i] * wi[j]
 
 
-def _accumulate4_pairs(
-    a0: np.ndarray,
-    a1: np.ndarray,
-    a2: np.ndarray,
-    a3: np.ndarray,
-    x0: np.ndarray,
-    x1: np.ndarray,
-    x2: np.ndarray,
-    x3: np.ndarray,
-    w: np.ndarray,
-) -> None:
+def _accumulate4_pairs(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
     """Four rows of ``_accumulate_pairs``, two words (four input rows) per pass: each weight is
     widened once for four rows."""
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    x0, x1, x2, x3 = x[0], x[1], x[2], x[3]
     n, width = x0.shape[0], a0.shape[0]
     quads = n - n % 4
     for i in range(0, quads, 4):
@@ -481,18 +455,17 @@ def compiled() -> SimpleNamespace:
         _sigmoid_inplace, _pick = jit(_sigmoid_inplace), jit(_pick)
         _accumulate_float32, _accumulate_pairs = jit(_accumulate_float32), jit(_accumulate_pairs)
 
-        @overload(_accumulate, jit_options=options)
-        def typed(acc, x, w):  # no annotations: numba compares this signature with the lambda's
-            chosen = _accumulate_pairs if w.dtype == types.uint32 else _accumulate_float32
-            return lambda acc, x, w: chosen(acc, x, w)
+        def dispatch(stub: Callable, pairs: Callable, floats: Callable) -> None:
+            """``stub`` compiled as ``pairs`` for bfloat16 pairs of rows, else ``floats``."""
+
+            @overload(stub, jit_options=options)
+            def typed(acc, x, w):  # no annotations: numba compares this signature with the lambda's
+                chosen = pairs if w.dtype == types.uint32 else floats
+                return lambda acc, x, w: chosen(acc, x, w)
 
         _accumulate4_float32, _accumulate4_pairs = jit(_accumulate4_float32), jit(_accumulate4_pairs)
-
-        @overload(_accumulate4, jit_options=options)
-        def typed4(a0, a1, a2, a3, x0, x1, x2, x3, w):  # as ``typed``
-            chosen = _accumulate4_pairs if w.dtype == types.uint32 else _accumulate4_float32
-            return lambda a0, a1, a2, a3, x0, x1, x2, x3, w: chosen(a0, a1, a2, a3, x0, x1, x2, x3, w)
-
+        dispatch(_accumulate, _accumulate_pairs, _accumulate_float32)
+        dispatch(_accumulate4, _accumulate4_pairs, _accumulate4_float32)
         _accumulate_batch = jit(_accumulate_batch)
 
         _steps = jit(_steps)
