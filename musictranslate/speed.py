@@ -38,8 +38,9 @@ class GenerationOptions:
     ``None`` means "choose automatically" (``speed.plan_generation``): the batch size from the
     file's length and the CPU, the dtype from the CPU (bfloat16 where it has native bf16 dot
     products and the batch is large enough to gain), one worker (process or thread) per CPU
-    thread torch may use, and the step (``engine``): the fused one (``fused.py``) where the
-    batch per worker is small, torch's batched matmuls where it is large. The output depends on
+    thread torch may use, and the step (``engine``): the fused one (``fused.py``) on a CPU with
+    numba, in full blocks of ``fused.ROWS`` rows per worker when the file is long enough, torch's
+    batched matmuls elsewhere and where the cost model says they win. The output depends on
     the seed, ``batch_size`` (the segmentation), ``warmup``, ``crossfade``, ``dtype`` and
     ``engine``, never on ``workers``: fix ``batch_size``, ``dtype`` and ``engine`` to get the
     same output on any machine. (The two engines give the same logits to float32 rounding, so
