@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,data,evaluate]'
 	touch $@
 
-# numba compiles the fused decoder step and pyin on first use (~20 s): done here instead, once per
+# numba compiles the fused decoder step and pyin on first use (~45 s for both dtypes): done here, once per
 # change of the kernel, so the first translation after installing runs as fast as the next.
 $(VENV)/.compiled: $(VENV)/.installed musictranslate/fused.py
 	$(PY) -m musictranslate.compile_ahead

@@ -77,8 +77,7 @@ fitted to these)."""
 
 def batched_rates(fast: FastDecoder, seconds: float, quick: bool) -> dict[str, dict[int, float]]:
     """Samples/s of all rows together, one thread, each step at the batches it is planned for."""
-    steps = {"fused": STEPS["fused"], "fused bf16": STEPS["fused bf16"]}
-    steps |= {"torch": ("torch", torch.float32), "torch bf16": ("torch", torch.bfloat16)}
+    steps = {**STEPS, "torch bf16": ("torch", torch.bfloat16)}
     rates: dict[str, dict[int, float]] = {}
     for name, (engine, dtype) in steps.items():
         batches = BATCHES[engine][1:3] if quick else BATCHES[engine]

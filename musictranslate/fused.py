@@ -389,14 +389,11 @@ def _steps(
             now = rings[offsets[layer] + t % slots[layer]]
             past = rings[offsets[layer] + (t + 1) % slots[layer]]  # holds x[t - dilation]
             last = layer + 1 == layers
-            first = 2 * r * layer
-            for b in range(batch):
-                for i in range(2 * r):
-                    a[b, i] = condition[b, first + i]
+            a[:] = condition[:, 2 * r * layer : 2 * r * (layer + 1)]
             if layer == 0:
                 for b in range(batch):
-                    for i in range(2 * r):
-                        a[b, i] += first_taps[0, previous[b], i] + first_taps[1, before[b], i]
+                    a[b] += first_taps[0, previous[b]]
+                    a[b] += first_taps[1, before[b]]
             else:
                 _accumulate_batch(a, now, taps[layer, 0])
                 _accumulate_batch(a, past, taps[layer, 1])
@@ -406,9 +403,7 @@ def _steps(
                     z[b, i] = a[b, r + i] - np.float32(2.0) * a[b, i] * a[b, r + i]
             if not last:
                 nxt = rings[offsets[layer + 1] + t % slots[layer + 1]]
-                for b in range(batch):
-                    for i in range(r):
-                        nxt[b, i] = now[b, i]
+                nxt[:] = now
                 _accumulate_batch(nxt, z, res_weight[layer])
             _accumulate_batch(skip, z, skip_weight[layer])
         np.maximum(skip, np.float32(0.0), skip)
@@ -436,8 +431,8 @@ _compile_lock = threading.Lock()
 def compiled() -> SimpleNamespace:
     """The kernels compiled by numba, or loaded from its on-disk cache (``cache=True``): done on
     first use, so importing this module costs nothing. The kernels call each other through this
-    module's globals, so those are replaced by their compiled versions (``_accumulate`` by a
-    choice between its two forms made when numba types the call)."""
+    module's globals, so those are replaced by their compiled versions (``_accumulate`` and
+    ``_accumulate4`` by a choice between their two forms made when numba types the call)."""
     global _as_float32, _high, _low, _exp, _sigmoid_inplace, _pick, _steps
     global _accumulate_float32, _accumulate_pairs, _accumulate4_float32, _accumulate4_pairs, _accumulate_batch
     import numba

@@ -93,6 +93,11 @@ class StepCost:
     flop_rate: float  # FLOP/s reached by the step's matmuls and gates at large batch
     block_rate: float | None = None  # the fused step: FLOP/s of rows in its blocks of fused.ROWS
 
+    @property
+    def rate_in_blocks(self) -> float:
+        """FLOP/s of the rows that fill blocks of ``fused.ROWS`` (a step without blocks: its rate)."""
+        return self.block_rate or self.flop_rate
+
 
 STEP_COSTS: dict[tuple[str, torch.dtype], StepCost] = {
     ("torch", torch.float32): StepCost(layer_overhead=23e-6, flop_rate=47e9),
@@ -161,8 +166,8 @@ def step_seconds(cfg: ModelConfig, dtype: torch.dtype, batch: int, engine: str =
     """Modelled time of one step of ``batch`` streams on one core."""
     cost = STEP_COSTS[engine, dtype]
     layers = cfg.decoder_blocks * cfg.decoder_layers + 2  # + the skip matmul and the head
-    blocked = 0 if cost.block_rate is None else batch - batch % fused.ROWS
-    work = blocked / (cost.block_rate or 1.0) + (batch - blocked) / cost.flop_rate
+    blocked = batch - batch % fused.ROWS
+    work = blocked / cost.rate_in_blocks + (batch - blocked) / cost.flop_rate
     return layers * cost.layer_overhead + flops_per_sample(cfg) * work
 
 
