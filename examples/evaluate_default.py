@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from musictranslate import load_model
+from musictranslate.config import DEFAULT_RETUNE
 from musictranslate.errors import ModelError, MusicTranslateError
 from musictranslate.evaluate.classifier import load_classifier, train_classifier
 from musictranslate.evaluate.report import HEADLINE, METRICS, ReportOptions, build_report, summarise
@@ -114,6 +115,13 @@ def ensure_classifier(model_folder: Path, data: Path) -> None:
     train_classifier([data / "train"], val=[data / "val"], steps=CLASSIFIER_STEPS).save(model_folder)
 
 
+def sampling(settings: dict) -> str:
+    """How the translations were drawn and finished, in the card's words."""
+    guided = settings.get("follow_pitch", 1)
+    drawn = f"pitch-guided by {guided} candidates" if guided > 1 else "plain sampling"
+    return drawn + (", retuned" if settings.get("retune") else ", not retuned")
+
+
 def card_section(model_manifest: dict, summary: dict) -> str:
     """The card's "Evaluation" section, from ``summary.json``'s document."""
     training = model_manifest.get("training", {})
@@ -135,8 +143,8 @@ def card_section(model_manifest: dict, summary: dict) -> str:
 ## Evaluation at {when} (measured {date.today().isoformat()})
 
 `python examples/evaluate_default.py` (`make evaluate-default`): `musictranslate evaluate report` on
-10 s clips at temperature {settings["temperature"]}, seed {settings["seed"]}, every clip translated into
-every target domain but its own ({summary["pairs"]} translations: {counts}). The sets:
+10 s clips at temperature {settings["temperature"]}, seed {settings["seed"]}, {sampling(settings)}, every clip
+translated into every target domain but its own ({summary["pairs"]} translations: {counts}). The sets:
 *whistle* - test-split folk tunes whistled by the synthesiser (an unseen source); *domains* - the
 test pieces, each from one training domain in turn; *register* - test pieces transposed
 {", ".join(f"{s:+d}" for s in REGISTER_SHIFTS)} semitones, out of the training register; *unseen* -
@@ -206,6 +214,12 @@ def main() -> int:
         help="pitch-guided sampling, N candidates [1: off]",
     )
     parser.add_argument(
+        "--retune",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_RETUNE,
+        help="pull each translation's pitch onto the input's (retune.py) [on]",
+    )
+    parser.add_argument(
         "--temperature", type=float, default=None, help="sampling temperature [the sets' own, 0.3]"
     )
     args = parser.parse_args()
@@ -216,7 +230,9 @@ def main() -> int:
         for name, (folder, options) in SETS.items():
             started = time.perf_counter()
             pieces = options.pieces if args.clips is None else min(options.pieces, args.clips)
-            generation = dataclasses.replace(options.generation, follow_pitch=args.follow_pitch)
+            generation = dataclasses.replace(
+                options.generation, follow_pitch=args.follow_pitch, retune=args.retune
+            )
             if args.temperature is not None:
                 generation = dataclasses.replace(generation, temperature=args.temperature)
             options = dataclasses.replace(

@@ -21,6 +21,9 @@ MAX_PITCH_CANDIDATES = 16
 ask for a hundred times the work."""
 DEFAULT_MIN_P = 0.0
 """Min-p truncation of the sampled distribution unless told (0: none, the paper's sampling)."""
+DEFAULT_RETUNE = True
+"""Translations are retuned onto the input's pitch unless told (``retune.py``): the decoders drift
+off the notes, and the fix costs one pitch track of the output."""
 
 
 @dataclass(frozen=True)

@@ -574,6 +574,7 @@ def _run_task(
             tag = (
                 f"{PROVENANCE_PREFIX}{__version__}: model={model.name} domain={target.domain} "
                 f"seed={seed} temperature={options.generation.temperature} min_p={options.generation.min_p} "
+                f"follow_pitch={options.generation.follow_pitch} retune={options.generation.retune} "
                 f"transpose={','.join(map(str, encoded.transpose))}"
             )
             save_audio(target.output, audio, rate, force=options.force, comment=tag)

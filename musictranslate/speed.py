@@ -23,7 +23,7 @@ from functools import cache
 import torch
 
 from . import fused
-from .config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE, ModelConfig
+from .config import DEFAULT_MIN_P, DEFAULT_RETUNE, DEFAULT_TEMPERATURE, ModelConfig
 from .runtime import native_bf16
 
 DTypeLike = torch.dtype | str
@@ -50,6 +50,7 @@ class GenerationOptions:
     temperature: float = DEFAULT_TEMPERATURE
     min_p: float = DEFAULT_MIN_P  # drop classes below this share of the most likely one's probability
     follow_pitch: int = 1  # candidates drawn per row, the one in tune with the input kept (1: off)
+    retune: bool = DEFAULT_RETUNE  # pull the output's pitch onto the input's after decoding (retune.py)
     seed: int = 0
     batch_size: int | None = None  # segments generated side by side, over all workers
     min_segment_frames: int = 10
@@ -62,9 +63,9 @@ class GenerationOptions:
 
     @property
     def pitch_guided(self) -> bool:
-        """Whether decoding follows the input's pitch (``follow_pitch`` above 1), so encoding
-        must also track it (``encode_fitted(guide=True)``)."""
-        return self.follow_pitch > 1
+        """Whether decoding follows the input's pitch (``follow_pitch`` above 1, or ``retune``),
+        so encoding must also track it (``encode_fitted(guide=True)``)."""
+        return self.follow_pitch > 1 or self.retune
 
 
 def resolve_dtype(dtype: DTypeLike | None, default: torch.dtype = torch.float32) -> torch.dtype:

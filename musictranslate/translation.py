@@ -33,6 +33,7 @@ from .input_fit import AUTO, fit_input
 from .loudness import match_loudness as matched
 from .pitch_guide import PitchGuide
 from .registry import Model, load_model
+from .retune import retune
 from .runtime import native_bf16, resolve_device
 from .speed import DTypeLike, GenerationOptions, resolve_dtype
 
@@ -103,7 +104,8 @@ def decode(
 ) -> np.ndarray:
     """Latent -> ``length`` samples (default: every frame's) in ``domain`` with the cached
     batched generator, at ``loudness_of``'s loudness when given (peak-limited to -1 dBFS);
-    ``guide``, the pitch of the input the latent was encoded from, for ``options.follow_pitch``.
+    ``guide``, the pitch of the input the latent was encoded from, for ``options.follow_pitch``
+    and ``options.retune``.
 
     ``options`` None generates as the CLI does: on ``auto`` (CUDA when present, else the CPU);
     a device ``"auto"`` in ``options`` is resolved the same way.
@@ -116,6 +118,8 @@ def decode(
         length = latent.shape[1] * model.config.pool
     fast = FastDecoder(model.decoder(domain), options.dtype, options.device)
     audio = generate(fast, latent, length, options, progress, guide)
+    if options.retune and guide is not None:
+        audio = retune(audio, guide)
     return audio if loudness_of is None else matched(audio, loudness_of)
 
 
@@ -138,8 +142,8 @@ def translate(
     model = _as_model(model)
     model.check_domain(domain)
     check_audible(audio, "input", model.config.pool)
-    guided = options is not None and options.pitch_guided
-    encoded = encode_fitted(audio, model=model, transpose=transpose, guide=guided)
+    options = options or GenerationOptions(device="auto")
+    encoded = encode_fitted(audio, model=model, transpose=transpose, guide=options.pitch_guided)
     reference = audio if match_loudness else None
     return decode(
         encoded.latent,

@@ -179,3 +179,12 @@ def test_follow_pitch_translates_and_refuses_a_count_out_of_range(registry: Path
         refused = run(*args, "--follow-pitch", count, "-o", wav.with_name(f"bad{count}.wav"))
         assert refused.exit_code == 2 and "--follow-pitch" in refused.output
         assert not wav.with_name(f"bad{count}.wav").exists()
+
+
+def test_retune_translates_and_says_so_in_the_files_tag(registry: Path, wav: Path) -> None:
+    args = ("translate", wav, "--to", "piano", "-m", "tiny", "--models", registry, "-q")
+    for flag, said in (("--retune", "retune=True"), ("--no-retune", "retune=False")):
+        out = wav.with_name(f"{flag}.wav")
+        result = run(*args, flag, "-o", out)
+        assert result.exit_code == 0, result.output
+        assert sf.read(out)[0].shape == (8000,) and said in sf.SoundFile(out).comment

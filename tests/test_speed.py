@@ -92,7 +92,8 @@ def _jumps(audio: np.ndarray, options: GenerationOptions, pool: int) -> tuple[np
 def test_seams_of_a_translated_sustained_tone_do_not_click(tone_model: Path) -> None:
     model = load_model(str(tone_model))
     source = tone(2.0, TONE_HZ)
-    options = GenerationOptions(temperature=0.0, batch_size=7)  # 7 segments meet out of phase
+    # 7 segments meet out of phase; not retuned, whose grains would blur a click at a seam too
+    options = GenerationOptions(temperature=0.0, batch_size=7, retune=False)
     out = translate(source, "tone", model=model, options=options)
     spectrum = np.abs(np.fft.rfft(out))
     assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(out) - TONE_HZ) < 2  # it is the tone...

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE
+from ..config import DEFAULT_MIN_P, DEFAULT_RETUNE, DEFAULT_TEMPERATURE
 from .common import (
     Device,
     DeviceOption,
@@ -36,6 +36,7 @@ from .translate_cmd import (
     FollowPitchOption,
     ForceOption,
     MinPOption,
+    RetuneOption,
     SeedOption,
     TemperatureOption,
     TransposeOption,
@@ -294,6 +295,7 @@ def _generation(
     min_p: float,
     batch_size: int,
     follow_pitch: int = 1,
+    retune: bool = DEFAULT_RETUNE,
 ) -> GenerationOptions:
     """Apply --device/--threads/--seed like ``translate`` does and build the generation options."""
     from ..runtime import configure_runtime
@@ -304,6 +306,7 @@ def _generation(
         temperature=temperature,
         min_p=min_p,
         follow_pitch=follow_pitch,
+        retune=retune,
         seed=seed,
         batch_size=batch_size,
         device=resolved,
@@ -490,6 +493,7 @@ def report_command(
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
     min_p: MinPOption = DEFAULT_MIN_P,
     follow_pitch: FollowPitchOption = 1,
+    retune: RetuneOption = DEFAULT_RETUNE,
     batch_size: BatchOption = 64,
     transpose: TransposeOption = "auto",
     force: ForceOption = False,
@@ -518,7 +522,9 @@ def report_command(
             embedding=embedding,
             transcribe=transcribe,
             one_source_per_piece=one_source_per_piece,
-            generation=_generation(device, threads, seed, temperature, min_p, batch_size, follow_pitch),
+            generation=_generation(
+                device, threads, seed, temperature, min_p, batch_size, follow_pitch, retune
+            ),
             seeds=seeds,
             force=force,
             transpose=parse_transpose(transpose),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..config import DEFAULT_MIN_P, DEFAULT_TEMPERATURE, MAX_PITCH_CANDIDATES
+from ..config import DEFAULT_MIN_P, DEFAULT_RETUNE, DEFAULT_TEMPERATURE, MAX_PITCH_CANDIDATES
 from .common import (
     Device,
     DeviceOption,
@@ -66,6 +66,15 @@ FollowPitchOption = Annotated[
         help="Pitch-guided sampling: draw N continuations side by side every 12.5 ms and keep the one "
         "at the input's pitch (about N times the work; 1 is plain sampling). Keeps a monophonic "
         "melody on its notes.",
+    ),
+]
+RetuneOption = Annotated[
+    bool,
+    typer.Option(
+        "--retune/--no-retune",
+        help="After decoding, pull the translation's pitch onto the input's wherever both have one "
+        "(pitch-synchronous overlap-add; timbre and timing kept). Puts a drifting melody back on "
+        "its notes for the cost of a second pitch track.",
     ),
 ]
 SeedOption = Annotated[
@@ -182,6 +191,7 @@ def _run_and_report(
     json_output: bool,
     quiet: bool,
     follow_pitch: int = 1,
+    retune: bool = DEFAULT_RETUNE,
 ) -> None:
     """What ``translate`` and ``blend`` share once their inputs are planned: set up the runtime,
     load the model, check every domain before any work, run, report, and exit 0 or 1."""
@@ -206,6 +216,7 @@ def _run_and_report(
             temperature=temperature,
             min_p=min_p,
             follow_pitch=follow_pitch,
+            retune=retune,
             seed=seed,
             batch_size=batch_size,
             dtype=dtype,
@@ -323,6 +334,7 @@ def translate_command(
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
     min_p: MinPOption = DEFAULT_MIN_P,
     follow_pitch: FollowPitchOption = 1,
+    retune: RetuneOption = DEFAULT_RETUNE,
     batch_size: BatchOption = None,
     dtype: DtypeOption = None,
     workers: WorkersOption = None,
@@ -347,7 +359,7 @@ def translate_command(
     with user_errors():
         domains = parse_domains(to)
         plan = plan_translate(inputs, domains, output, normalise_format(fmt))
-    _run_and_report(plan, domains, **_run_options(locals()), follow_pitch=follow_pitch)
+    _run_and_report(plan, domains, **_run_options(locals()), follow_pitch=follow_pitch, retune=retune)
 
 
 @app.command("blend")

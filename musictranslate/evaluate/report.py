@@ -588,6 +588,7 @@ def build_report(
                 "temperature": options.generation.temperature,
                 "min_p": options.generation.min_p,
                 "follow_pitch": options.generation.follow_pitch,
+                "retune": options.generation.retune,
                 "seed": options.generation.seed,
                 "seeds": options.sampler_seeds(),
                 "transpose": options.transpose,
@@ -732,6 +733,7 @@ def render_html(document: dict) -> str:
         f"{esc(str(settings['seconds']))} s clips; sources {esc(', '.join(settings['sources']))}; "
         f"targets {esc(', '.join(settings['targets']))}; temperature {settings['temperature']}, "
         f"min-p {settings['min_p']}, pitch-guided by {settings['follow_pitch']} candidate(s), "
+        f"{'retuned' if settings.get('retune') else 'not retuned'}, "
         f"{_seeds_text(settings)}. Created {esc(document['created'])} by musictranslate "
         f"{esc(document['musictranslate'])}; every number is in <a href='report.json'>report.json</a>.</p>",
         "<p>How to read it: the first columns are what a listener hears. Raw chroma and raw pitch "

@@ -1,0 +1,102 @@
+"""Retuning: pull a translation's pitch, frame by frame, onto the input's.
+
+Why: free-running, the decoders drift off the notes (the default model's card measures it: a
+sample drawn given the true past keeps the notes, the translation plays most frames on another
+pitch class, the whistles a semitone or two flat). The timbre they produce is the part worth
+keeping. So after decoding, where both the input and the translation have a pitch (pyin), the
+translation is shifted by the difference, folded into the nearest octave so it keeps the octave
+the decoder chose and no frame moves by more than half an octave.
+
+How: time-domain pitch-synchronous overlap-add (TD-PSOLA). Grains two periods long, cut one
+period apart from the translation, are laid down at the wanted period; duration, timbre and
+unvoiced stretches are left as they were. librosa shifts only by one amount for a whole signal,
+and the libraries that shift by a varying amount (Praat through parselmouth, Rubber Band) are
+GPL and need a native binary, so the loop below is ours; it costs milliseconds a second of audio,
+the two pitch tracks cost far more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import SAMPLE_RATE
+from .pitch_guide import PitchGuide
+
+UNVOICED_PERIOD = 80
+"""Grain spacing (5 ms) where the translation has no pitch: grains are laid where they were cut,
+so the overlap-add gives the signal back unchanged there."""
+
+
+def nearest_notes(f0: np.ndarray) -> np.ndarray:
+    """``f0`` (Hz, 0 unvoiced) moved to the nearest note of its own tuning: the equal-tempered
+    grid shifted by the circular mean of its voiced frames' offsets from it, so an input a little
+    off A440 keeps its tuning while its glides and vibrato (symmetric, so it leaves the mean
+    alone) become steady notes."""
+    import librosa
+    from scipy.stats import circmean
+
+    voiced = f0 > 0
+    notes = np.zeros(len(f0))
+    if voiced.any():
+        midi = librosa.hz_to_midi(f0[voiced])
+        tuning = circmean(midi - np.round(midi), high=0.5, low=-0.5)
+        notes[voiced] = librosa.midi_to_hz(np.round(midi - tuning) + tuning)
+    return notes
+
+
+def pull_semitones(wanted_f0: np.ndarray, played_f0: np.ndarray) -> np.ndarray:
+    """Per frame, the semitones that move ``played_f0`` onto ``wanted_f0``'s pitch class, in
+    [-6, 6); 0 where either is unvoiced (0 Hz)."""
+    n = min(len(wanted_f0), len(played_f0))
+    wanted, played = wanted_f0[:n], played_f0[:n]
+    both = (wanted > 0) & (played > 0)
+    shift = np.zeros(n)
+    shift[both] = 12.0 * np.log2(wanted[both] / played[both])
+    return np.where(both, (shift + 6.0) % 12.0 - 6.0, 0.0)
+
+
+def overlap_add(audio: np.ndarray, period: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    """TD-PSOLA: ``audio`` with its pitch multiplied by ``ratio``, where ``period`` (both per
+    sample) is its own period in samples. Each output grain is a Hann-windowed two-period cut
+    around the analysis mark nearest in time; the sum is divided by the windows' sum, so the level
+    does not depend on how densely grains overlap."""
+    n = len(audio)
+    marks = [0]
+    while marks[-1] < n:
+        marks.append(marks[-1] + int(period[marks[-1]]))
+    marks = np.array(marks)
+    widest = int(period.max())
+    padded = np.concatenate([np.zeros(widest), audio, np.zeros(2 * widest + 1)])
+    out = np.zeros(n + 2 * widest + 1)
+    weight = np.zeros_like(out)
+    at = 0.0
+    while at < n:
+        place = int(round(at))
+        k = int(np.searchsorted(marks, place))
+        if k == len(marks) or (k > 0 and place - marks[k - 1] < marks[k] - place):
+            k -= 1
+        mark = min(int(marks[k]), n - 1)
+        half = int(period[mark])
+        window = np.hanning(2 * half + 1)
+        cut = padded[mark + widest - half : mark + widest + half + 1]
+        out[place + widest - half : place + widest + half + 1] += cut * window
+        weight[place + widest - half : place + widest + half + 1] += window
+        at += period[min(place, n - 1)] / ratio[min(place, n - 1)]
+    core = slice(widest, widest + n)
+    return (out[core] / np.maximum(weight[core], 1e-3)).astype(np.float32)
+
+
+def retune(audio: np.ndarray, guide: PitchGuide) -> np.ndarray:
+    """``audio`` (a translation, mono 16 kHz) with its pitch pulled onto ``guide``'s (the input's
+    pitch track) wherever both have one; elsewhere unchanged."""
+    played = PitchGuide.of(audio)
+    shift = pull_semitones(nearest_notes(guide.f0), played.f0)
+    if not shift.any():  # nothing to move: the audio as it came, not a resynthesis of it
+        return audio
+    # pyin's frames are centred: frame i describes the samples around i * hop
+    frame = np.minimum((np.arange(len(audio)) + played.hop // 2) // played.hop, len(shift) - 1)
+    voiced = np.zeros(len(shift), dtype=bool)
+    voiced[: min(len(shift), len(played.f0))] = played.f0[: len(shift)] > 0
+    f0 = np.where(voiced, played.f0[: len(shift)], 1.0)
+    period = np.where(voiced[frame], np.round(SAMPLE_RATE / f0[frame]), UNVOICED_PERIOD)
+    return overlap_add(np.asarray(audio, dtype=np.float32), period, 2.0 ** (shift[frame] / 12.0))
