@@ -1,9 +1,10 @@
 """End-to-end ``translate`` of an 8 s, 60 s and 240 s file: wall time and peak memory.
 
 Each length runs in a fresh process (``python -m bench.translate --child ...``) that imports the
-package, loads the model, reads the file, translates it with the default (automatic) options and
-writes the result — what a user's script or the CLI does — and reports its peak RSS. The parent
-times the process. Cost should grow linearly with the length and memory stay flat.
+package, loads the model, reads the file, translates it with the default (automatic) options
+(fitted, encoded with its pitch track, generated, retuned) and writes the result - what a user's
+script or the CLI does - and reports its peak RSS. The parent times the process. Cost should
+grow linearly with the length and memory stay flat.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,29 +56,37 @@ def _model_folder(workdir: Path) -> tuple[Path, str]:
 
 
 def _child(source: str, model: str, output: str) -> None:
-    """What runs in the measured process; prints one JSON line. ``translate`` is ``encode`` then
-    ``decode``; they are called one after the other here to time each."""
+    """What runs in the measured process; prints one JSON line. ``translate`` is fitting and
+    encoding the input (with its pitch track), generating, then retuning; they are called one
+    after the other here to time each."""
     start = time.perf_counter()
-    from musictranslate import decode, encode, load_audio, load_model, save_audio
+    from musictranslate import decode, load_audio, load_model, save_audio
+    from musictranslate.retune import retune
     from musictranslate.speed import GenerationOptions, plan_generation
+    from musictranslate.translation import encode_fitted
 
     loaded = load_model(model)
     domain = loaded.domains[0]
     loaded.decoder(domain)
     audio = load_audio(source)
+    options = GenerationOptions(device="auto")
     ready = time.perf_counter()
-    latent = encode(audio, model=loaded)
+    latent, _, guide = encode_fitted(audio, model=loaded, guide=options.pitch_guided)
     encoded = time.perf_counter()
-    result = decode(latent, domain, model=loaded, length=len(audio))
+    result = decode(latent, domain, model=loaded, length=len(audio), options=replace(options, retune=False))
+    generated = time.perf_counter()
+    if options.retune:
+        result = retune(result, guide)
     done = time.perf_counter()
     save_audio(output, result, force=True)
-    plan = plan_generation(loaded.config, latent.shape[1], GenerationOptions())
+    plan = plan_generation(loaded.config, latent.shape[1], options)
     print(
         json.dumps(
             {
                 "setup_s": ready - start,
                 "encode_s": encoded - ready,
-                "generate_s": done - encoded,
+                "generate_s": generated - encoded,
+                "retune_s": done - generated,
                 "translate_s": done - ready,
                 "peak_rss_mb": _peak_rss_mb(),
                 "plan": plan.describe(),
@@ -127,12 +137,22 @@ def run(quick: bool) -> dict:
             f"{r['seconds'] / r['wall_s']:.2f}x",
             f"{r['encode_s']:.1f} ({r['seconds'] / r['encode_s']:.1f}x)",
             f"{r['generate_s']:.1f} ({r['seconds'] / r['generate_s']:.1f}x)",
+            f"{r['retune_s']:.1f}",
             f"{r['peak_rss_mb']:.0f}",
             r["plan"],
         )
         for r in results.values()
     ]
-    header = ("input", "wall s", "x real time", "encode s", "generate s", "peak RSS MB", "plan")
+    header = (
+        "input",
+        "wall s",
+        "x real time",
+        "fit+encode s",
+        "generate s",
+        "retune s",
+        "peak RSS MB",
+        "plan",
+    )
     table(f"end-to-end translate ({note}; wall includes start-up and model load)", header, rows)
     return {"model": note, "runs": results}
 

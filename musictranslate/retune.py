@@ -1,18 +1,24 @@
-"""Retuning: pull a translation's pitch, frame by frame, onto the input's.
+"""Retuning: put a translation, frame by frame, on the notes of the input.
 
 Why: free-running, the decoders drift off the notes (the default model's card measures it: a
 sample drawn given the true past keeps the notes, the translation plays most frames on another
-pitch class, the whistles a semitone or two flat). The timbre they produce is the part worth
-keeping. So after decoding, where both the input and the translation have a pitch (pyin), the
-translation is shifted by the difference, folded into the nearest octave so it keeps the octave
-the decoder chose and no frame moves by more than half an octave.
+pitch class, the whistles a semitone or two flat), and where they hiss they play no note at all.
+The timbre they produce is the part worth keeping. So after decoding, the input's pitch track
+(pyin) is snapped to the nearest notes of its own tuning, and wherever the input has a note:
 
-How: time-domain pitch-synchronous overlap-add (TD-PSOLA). Grains two periods long, cut one
-period apart from the translation, are laid down at the wanted period; duration, timbre and
-unvoiced stretches are left as they were. librosa shifts only by one amount for a whole signal,
-and the libraries that shift by a varying amount (Praat through parselmouth, Rubber Band) are
-GPL and need a native binary, so the loop below is ours; it costs milliseconds a second of audio,
-the two pitch tracks cost far more.
+* where the translation has a pitch too, it is shifted by the difference, folded into the
+  nearest octave so it keeps the octave the decoder chose and no frame moves by more than half an
+  octave;
+* where the translation has none (noise, or a texture pyin cannot follow), short stretches of it
+  are repeated at the note's period, which gives it that pitch with the translation's spectrum.
+
+How: time-domain pitch-synchronous overlap-add (TD-PSOLA). Grains two analysis periods long, cut
+one analysis period apart from the translation, are laid down at the wanted period; duration and
+spectral envelope stay, and where the input has no pitch the grains go back where they were cut,
+so the audio is unchanged there. librosa shifts only by one amount for a whole signal, and the
+libraries that shift by a varying amount (Praat through parselmouth, Rubber Band) are GPL and need
+a native binary, so the loop below is ours; it costs milliseconds a second of audio, the pitch
+track of the translation far more.
 """
 
 from __future__ import annotations
@@ -57,15 +63,15 @@ def pull_semitones(wanted_f0: np.ndarray, played_f0: np.ndarray) -> np.ndarray:
 
 def overlap_add(audio: np.ndarray, period: np.ndarray, ratio: np.ndarray) -> np.ndarray:
     """TD-PSOLA: ``audio`` with its pitch multiplied by ``ratio``, where ``period`` (both per
-    sample) is its own period in samples. Each output grain is a Hann-windowed two-period cut
+    sample) is its own period in (fractional) samples. Each output grain is a Hann-windowed two-period cut
     around the analysis mark nearest in time; the sum is divided by the windows' sum, so the level
     does not depend on how densely grains overlap."""
     n = len(audio)
-    marks = [0]
+    marks = [0.0]  # in fractional samples, so rounding does not detune a high note's period
     while marks[-1] < n:
-        marks.append(marks[-1] + int(period[marks[-1]]))
-    marks = np.array(marks)
-    widest = int(period.max())
+        marks.append(marks[-1] + period[int(marks[-1])])
+    marks = np.round(marks).astype(int)
+    widest = int(np.ceil(period.max()))
     padded = np.concatenate([np.zeros(widest), audio, np.zeros(2 * widest + 1)])
     out = np.zeros(n + 2 * widest + 1)
     weight = np.zeros_like(out)
@@ -76,7 +82,7 @@ def overlap_add(audio: np.ndarray, period: np.ndarray, ratio: np.ndarray) -> np.
         if k == len(marks) or (k > 0 and place - marks[k - 1] < marks[k] - place):
             k -= 1
         mark = min(int(marks[k]), n - 1)
-        half = int(period[mark])
+        half = int(round(period[mark]))
         window = np.hanning(2 * half + 1)
         cut = padded[mark + widest - half : mark + widest + half + 1]
         out[place + widest - half : place + widest + half + 1] += cut * window
@@ -86,17 +92,31 @@ def overlap_add(audio: np.ndarray, period: np.ndarray, ratio: np.ndarray) -> np.
     return (out[core] / np.maximum(weight[core], 1e-3)).astype(np.float32)
 
 
+REPEATS = 4
+"""Where the translation has no pitch but the input has, each grain is cut this many wanted
+periods apart and laid down at every period in between, so the same stretch of the translation
+repeats at the note's period: its spectrum, the input's note."""
+
+
 def retune(audio: np.ndarray, guide: PitchGuide) -> np.ndarray:
-    """``audio`` (a translation, mono 16 kHz) with its pitch pulled onto ``guide``'s (the input's
-    pitch track) wherever both have one; elsewhere unchanged."""
+    """``audio`` (a translation, mono 16 kHz) on the nearest notes of ``guide`` (the input's
+    pitch track): moved there where it has a pitch, made to repeat at the note's period where it
+    has none (``REPEATS``), unchanged where the input has no pitch."""
     played = PitchGuide.of(audio)
-    shift = pull_semitones(nearest_notes(guide.f0), played.f0)
-    if not shift.any():  # nothing to move: the audio as it came, not a resynthesis of it
+    wanted = nearest_notes(guide.f0)
+    n = min(len(wanted), len(played.f0))
+    wanted = np.concatenate([wanted[:n], np.zeros(len(played.f0) - n)])
+    shift = pull_semitones(wanted, played.f0)
+    voiced = played.f0 > 0
+    imposed = (wanted > 0) & ~voiced
+    if not shift.any() and not imposed.any():
         return audio
+    period = np.full(len(voiced), float(UNVOICED_PERIOD))
+    ratio = np.ones(len(voiced))
+    period[voiced] = SAMPLE_RATE / played.f0[voiced]
+    ratio[voiced] = 2.0 ** (shift[voiced] / 12.0)
+    period[imposed] = REPEATS * SAMPLE_RATE / wanted[imposed]
+    ratio[imposed] = REPEATS
     # pyin's frames are centred: frame i describes the samples around i * hop
-    frame = np.minimum((np.arange(len(audio)) + played.hop // 2) // played.hop, len(shift) - 1)
-    voiced = np.zeros(len(shift), dtype=bool)
-    voiced[: min(len(shift), len(played.f0))] = played.f0[: len(shift)] > 0
-    f0 = np.where(voiced, played.f0[: len(shift)], 1.0)
-    period = np.where(voiced[frame], np.round(SAMPLE_RATE / f0[frame]), UNVOICED_PERIOD)
-    return overlap_add(np.asarray(audio, dtype=np.float32), period, 2.0 ** (shift[frame] / 12.0))
+    frame = np.minimum((np.arange(len(audio)) + played.hop // 2) // played.hop, len(voiced) - 1)
+    return overlap_add(np.asarray(audio, dtype=np.float32), period[frame], ratio[frame])

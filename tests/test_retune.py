@@ -56,3 +56,11 @@ def test_overlap_add_at_ratio_one_gives_the_audio_back_whatever_its_periods() ->
     played = buzz(220.0, 0.5)
     periods = np.repeat([73.0, 80.0, 145.0, 60.0], len(played) // 4)  # voiced, unvoiced, a low note...
     assert np.allclose(overlap_add(played, periods, np.ones(len(played))), played, atol=1e-4)
+
+
+def test_retune_gives_a_translation_with_no_pitch_the_inputs_note() -> None:
+    hiss = (0.1 * np.random.default_rng(0).normal(size=int(1.5 * SAMPLE_RATE))).astype(np.float32)
+    assert (PitchGuide.of(hiss).f0 > 0).mean() < 0.1
+    f0 = PitchGuide.of(retune(hiss, PitchGuide.of(buzz(330.0)))).f0
+    assert (f0 > 0).mean() > 0.8
+    assert np.median(np.abs(12 * np.log2(f0[f0 > 0] / 330.0))) < 0.25

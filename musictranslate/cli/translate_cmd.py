@@ -72,9 +72,9 @@ RetuneOption = Annotated[
     bool,
     typer.Option(
         "--retune/--no-retune",
-        help="After decoding, pull the translation's pitch onto the input's wherever both have one "
-        "(pitch-synchronous overlap-add; timbre and timing kept). Puts a drifting melody back on "
-        "its notes for the cost of a second pitch track.",
+        help="After decoding, put the translation on the input's notes wherever the input has "
+        "one (pitch-synchronous overlap-add; octave, timbre and timing kept). Puts a drifting "
+        "melody back on its notes for the cost of a second pitch track.",
     ),
 ]
 SeedOption = Annotated[
