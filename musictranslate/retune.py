@@ -29,8 +29,8 @@ from .config import SAMPLE_RATE
 from .pitch_guide import PitchGuide
 
 UNVOICED_PERIOD = 80
-"""Grain spacing (5 ms) where the translation has no pitch: grains are laid where they were cut,
-so the overlap-add gives the signal back unchanged there."""
+"""Grain spacing (5 ms) where the input has no note and the translation no pitch: grains are laid
+where they were cut, so the overlap-add gives the signal back unchanged there."""
 
 
 def nearest_notes(f0: np.ndarray) -> np.ndarray:
