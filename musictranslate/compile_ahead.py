@@ -1,6 +1,6 @@
 """Compile now what numba would otherwise compile during the first translation after installing.
 
-The fused decoder step (``fused.py``) and librosa's pyin and pitch shift (``input_fit.py``) are
+The fused decoder step (``fused.py``), pyin (``pyin.py``) and librosa's pitch shift (``input_fit.py``) are
 numba code cached on disk after their first use, which compiles them for this CPU: a first
 ``translate`` would pay about twice the time of the next. ``make install`` runs
 ``python -m musictranslate.compile_ahead``, so it is paid once, at install time, and again only

@@ -62,17 +62,18 @@ class FittedInput:
 
 def median_pitch_hz(audio: np.ndarray) -> float | None:
     """Median pyin f0 of the input's voiced frames, or ``None`` when it has no clear melody."""
-    import librosa
+    from .pyin import pyin
 
     window = int(ANALYSIS_SECONDS * SAMPLE_RATE)
     count = max(1, len(audio) // window)
     starts = np.unique(np.linspace(0, count - 1, min(count, ANALYSIS_WINDOWS)).astype(int)) * window
     tracks = [
-        librosa.pyin(
+        pyin(
             np.asarray(audio[s : s + window], dtype=np.float32),
             fmin=60.0,
             fmax=2500.0,
             sr=SAMPLE_RATE,
+            frame_length=2048,
             hop_length=1024,
             resolution=ANALYSIS_RESOLUTION,
         )

@@ -32,8 +32,9 @@ FMAX = 2600.0
 """Highest pitch searched: whistled melodies reach 2500 Hz."""
 
 RESOLUTION = 0.2
-"""pyin pitch-bin width in semitones. The default 0.1 costs ~0.7 s per second of audio here,
-0.2 costs ~0.11 s; the 10-cent quantisation this leaves is far inside the 50-cent tolerance."""
+"""pyin pitch-bin width in semitones, not librosa's 0.1: the Viterbi pass costs the square of
+the bins per semitone, and the 10-cent quantisation 0.2 leaves is far inside the 50-cent
+tolerance."""
 
 FLAT_CENTS = 1.0
 """A contour whose standard deviation is below this is flat (a held note): correlation with it
@@ -79,13 +80,13 @@ class Contour:
 
 
 def pitch_contour(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Contour:
-    """Track the pitch of mono ``audio`` with librosa's probabilistic YIN."""
-    import librosa
+    """Track the pitch of mono ``audio`` with probabilistic YIN (librosa's, banded: ``pyin.py``)."""
+    from ..pyin import pyin
 
     audio = np.asarray(audio, dtype=np.float32)
     if len(audio) < FRAME_LENGTH:
         audio = np.pad(audio, (0, FRAME_LENGTH - len(audio)))
-    f0, voiced, _ = librosa.pyin(
+    f0, voiced, _ = pyin(
         audio,
         fmin=FMIN,
         fmax=FMAX,
@@ -94,7 +95,7 @@ def pitch_contour(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Contour:
         hop_length=HOP,
         resolution=RESOLUTION,
     )
-    return Contour(f0, voiced.astype(bool), HOP / sample_rate)
+    return Contour(f0, voiced, HOP / sample_rate)
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
