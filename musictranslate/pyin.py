@@ -15,6 +15,8 @@ default settings; the per-frame trough loop is compiled.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -25,6 +27,11 @@ MAX_TRANSITION_RATE = 35.92
 SWITCH_PROB = 0.01
 NO_TROUGH_PROB = 0.01
 """librosa.pyin's defaults, which every caller here uses."""
+CHUNK_SECONDS, OVERLAP_SECONDS = 30.0, 2.0
+"""Long audio is tracked 30 s at a time, each chunk reading 2 s more on either side: far more
+than a frame (64 ms) and than the frames the Viterbi paths from any two states take to merge, so
+the stitched chunks decode what one pass over the whole would but for rare frames (the count is
+in docs/speed.md; ``tests/test_pitch_track.py`` checks a case with none)."""
 
 
 def pyin(
@@ -38,7 +45,40 @@ def pyin(
     resolution: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``librosa.pyin`` on mono ``audio`` (centred frames, zero padding, its other defaults):
-    ``f0`` in Hz (NaN where unvoiced), the voiced flags and each frame's voiced probability."""
+    ``f0`` in Hz (NaN where unvoiced), the voiced flags and each frame's voiced probability.
+
+    Audio longer than ``CHUNK_SECONDS`` is tracked in chunks that overlap by ``OVERLAP_SECONDS``
+    on each side, each keeping its own stretch's frames, so memory stays flat in the length: in one
+    pass, pyin's frames, their autocorrelations and the Viterbi tables cost over twenty times the
+    audio."""
+    settings = {"fmin": fmin, "fmax": fmax, "sr": sr, "frame_length": frame_length}
+    settings |= {"hop_length": hop_length, "resolution": resolution}
+    chunk = hop_length * max(1, round(CHUNK_SECONDS * sr / hop_length))
+    overlap = hop_length * math.ceil(OVERLAP_SECONDS * sr / hop_length)
+    if len(audio) <= chunk + 2 * overlap:
+        return _whole(audio, **settings)
+    n_frames = 1 + len(audio) // hop_length
+    parts = []
+    for start in range(0, len(audio), chunk):
+        lo, hi = max(0, start - overlap), min(len(audio), start + chunk + overlap)
+        first = (start - lo) // hop_length
+        count = min(chunk // hop_length, n_frames - start // hop_length)
+        parts.append([track[first : first + count] for track in _whole(audio[lo:hi], **settings)])
+    f0, voiced, prob = (np.concatenate(track) for track in zip(*parts, strict=True))
+    return f0, voiced, prob
+
+
+def _whole(
+    audio: np.ndarray,
+    *,
+    fmin: float,
+    fmax: float,
+    sr: int,
+    frame_length: int,
+    hop_length: int,
+    resolution: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``pyin`` in one pass."""
     import librosa
     import scipy.stats
 
@@ -167,11 +207,10 @@ def _banded_viterbi(log_obs, log_stay, log_switch, band, log_init, log_zero):  #
     predecessor is simply the best state of the frame before."""
     n_frames, n_states = log_obs.shape
     n_bins = n_states // 2
-    value = np.empty((n_frames, n_states))
-    pointer = np.zeros((n_frames, n_states), dtype=np.int64)
-    value[0] = log_obs[0] + log_init
+    pointer = np.zeros((n_frames, n_states), dtype=np.uint16)
+    previous = log_obs[0] + log_init
+    value = np.empty(n_states)
     for t in range(1, n_frames):
-        previous = value[t - 1]
         anywhere = int(np.argmax(previous))
         for j in range(n_states):
             to_bin, to_voiced = j % n_bins, j < n_bins
@@ -183,9 +222,10 @@ def _banded_viterbi(log_obs, log_stay, log_switch, band, log_init, log_zero):  #
                     if score > best or (score == best and source < best_at):
                         best, best_at = score, source
             pointer[t, j] = best_at
-            value[t, j] = log_obs[t, j] + best
+            value[j] = log_obs[t, j] + best
+        previous, value = value, previous
     states = np.empty(n_frames, dtype=np.int64)
-    states[-1] = np.argmax(value[-1])
+    states[-1] = np.argmax(previous)
     for t in range(n_frames - 2, -1, -1):
         states[t] = pointer[t + 1, states[t + 1]]
     return states

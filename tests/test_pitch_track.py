@@ -48,3 +48,21 @@ def test_pyin_equals_librosa(name, settings):
     np.testing.assert_allclose(f0, want_f0, rtol=1e-12)  # NaN where unvoiced, in both
     np.testing.assert_allclose(prob, want_prob, atol=1e-12)
     assert voiced.any() or name == "chord"
+
+
+def test_long_audio_is_tracked_in_chunks_that_decode_as_one_pass(monkeypatch):
+    """Chunks of 1 s reading 0.5 s either side: every stitched frame as librosa's single pass."""
+    import musictranslate.pyin as module
+
+    monkeypatch.setattr(module, "CHUNK_SECONDS", 1.0)
+    monkeypatch.setattr(module, "OVERLAP_SECONDS", 0.5)
+    calls = []
+    whole = module._whole
+    monkeypatch.setattr(module, "_whole", lambda audio, **kw: calls.append(len(audio)) or whole(audio, **kw))
+    audio = np.concatenate(list(_signals().values()))
+    f0, voiced, prob = pyin(audio, sr=SR, **CONTOUR)
+    want_f0, want_voiced, want_prob = librosa.pyin(audio, sr=SR, **CONTOUR)
+    assert len(calls) > 3 and max(calls) < 2.1 * SR  # 1 s and 0.5 s either side, to whole hops
+    np.testing.assert_array_equal(voiced, want_voiced)
+    np.testing.assert_allclose(f0, want_f0, rtol=1e-12)
+    np.testing.assert_allclose(prob, want_prob, atol=1e-12)
