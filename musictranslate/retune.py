@@ -62,29 +62,35 @@ def pull_semitones(wanted_f0: np.ndarray, played_f0: np.ndarray) -> np.ndarray:
     return np.where(both, (shift + 6.0) % 12.0 - 6.0, 0.0)
 
 
-def overlap_add(audio: np.ndarray, period: np.ndarray, ratio: np.ndarray) -> np.ndarray:
-    """TD-PSOLA: ``audio`` with its pitch multiplied by ``ratio``, where ``period`` (both per
-    sample) is its own period in (fractional) samples. Each output grain is a Hann-windowed
-    two-period cut around the analysis mark nearest in time; the sum is divided by the windows'
-    sum, so the level does not depend on how densely grains overlap. Compiled: a minute of audio
-    is some 30,000 grains."""
+def overlap_add(audio: np.ndarray, period: np.ndarray, ratio: np.ndarray, hop: int = 1) -> np.ndarray:
+    """TD-PSOLA: ``audio`` with its pitch multiplied by ``ratio``, where ``period`` is its own
+    period in (fractional) samples, both given per frame of ``hop`` samples (centred: frame i
+    describes the samples around i * hop). Each output grain is a Hann-windowed two-period cut
+    around the analysis mark nearest in time; the sum is divided by the windows' sum, so the level
+    does not depend on how densely grains overlap. Compiled (a minute of audio is some 30,000
+    grains), and read per frame, so memory beyond the result is two float32 sums."""
     widest = int(np.ceil(period.max()))
-    padded = np.concatenate([np.zeros(widest), audio, np.zeros(2 * widest + 1)])
-    out, weight = _lay_grains(padded, np.asarray(period, np.float64), np.asarray(ratio, np.float64), widest)
+    padded = np.concatenate([np.zeros(widest, np.float32), audio, np.zeros(2 * widest + 1, np.float32)])
+    period, ratio = np.asarray(period, np.float64), np.asarray(ratio, np.float64)
+    out, weight = _lay_grains(padded, len(audio), period, ratio, hop, widest)
     core = slice(widest, widest + len(audio))
-    return (out[core] / np.maximum(weight[core], 1e-3)).astype(np.float32)
+    return np.divide(out[core], np.maximum(weight[core], np.float32(1e-3)))
 
 
 @numba.njit(cache=True)
-def _lay_grains(padded, period, ratio, widest):  # pragma: no cover
-    """The overlap-add of ``overlap_add`` on ``padded`` (the audio with ``widest`` samples of
-    silence before and twice that after): the summed grains and the summed windows."""
-    n = len(period)
+def _lay_grains(padded, n, frame_period, frame_ratio, hop, widest):  # pragma: no cover
+    """The overlap-add of ``overlap_add`` on ``padded`` (the ``n`` samples of audio with
+    ``widest`` samples of silence before and twice that after): the summed grains and windows."""
+    last = len(frame_period) - 1
+
+    def at_sample(values, i):
+        return values[min((i + hop // 2) // hop, last)]
+
     marks = [0.0]  # in fractional samples, so rounding does not detune a high note's period
     while marks[-1] < n:
-        marks.append(marks[-1] + period[int(marks[-1])])
+        marks.append(marks[-1] + at_sample(frame_period, int(marks[-1])))
     rounded = np.rint(np.array(marks)).astype(np.int64)
-    out = np.zeros(n + 2 * widest + 1)
+    out = np.zeros(n + 2 * widest + 1, dtype=np.float32)
     weight = np.zeros_like(out)
     at = 0.0
     while at < n:
@@ -93,12 +99,13 @@ def _lay_grains(padded, period, ratio, widest):  # pragma: no cover
         if k == len(rounded) or (k > 0 and place - rounded[k - 1] < rounded[k] - place):
             k -= 1
         mark = min(rounded[k], n - 1)
-        half = int(np.rint(period[mark]))
+        half = int(np.rint(at_sample(frame_period, mark)))
         for i in range(2 * half + 1):
             window = 1.0 if half == 0 else 0.5 - 0.5 * np.cos(np.pi * i / half)
             out[place + widest - half + i] += padded[mark + widest - half + i] * window
             weight[place + widest - half + i] += window
-        at += period[min(place, n - 1)] / ratio[min(place, n - 1)]
+        here = min(place, n - 1)
+        at += at_sample(frame_period, here) / at_sample(frame_ratio, here)
     return out, weight
 
 
@@ -127,6 +134,4 @@ def retune(audio: np.ndarray, guide: PitchGuide) -> np.ndarray:
     ratio[voiced] = 2.0 ** (shift[voiced] / 12.0)
     period[imposed] = REPEATS * SAMPLE_RATE / wanted[imposed]
     ratio[imposed] = REPEATS
-    # pyin's frames are centred: frame i describes the samples around i * hop
-    frame = np.minimum((np.arange(len(audio)) + played.hop // 2) // played.hop, len(voiced) - 1)
-    return overlap_add(np.asarray(audio, dtype=np.float32), period[frame], ratio[frame])
+    return overlap_add(np.asarray(audio, dtype=np.float32), period, ratio, played.hop)
