@@ -24,6 +24,12 @@ DEFAULT_MIN_P = 0.0
 DEFAULT_RETUNE = True
 """Translations are retuned onto the input's pitch unless told (``retune.py``): the decoders drift
 off the notes, and the fix costs one pitch track of the output."""
+CLASSIFIER_STEPS = 4000
+CLASSIFIER_MAX_SECONDS = 3600.0
+"""The domain classifier's training (``evaluate/classifier.py``) unless told: steps, and the
+audio read per domain and data folder in seconds. Twice the first recipe's of each: with half,
+it told the sustained instruments apart too rarely to judge a translation by (the default model's
+card, History)."""
 
 
 @dataclass(frozen=True)

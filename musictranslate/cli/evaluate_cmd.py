@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..config import DEFAULT_MIN_P, DEFAULT_RETUNE, DEFAULT_TEMPERATURE
+from ..config import (
+    CLASSIFIER_MAX_SECONDS,
+    CLASSIFIER_STEPS,
+    DEFAULT_MIN_P,
+    DEFAULT_RETUNE,
+    DEFAULT_TEMPERATURE,
+)
 from .common import (
     Device,
     DeviceOption,
@@ -196,14 +202,14 @@ def classifier_command(
     domains: Annotated[
         Optional[str], typer.Option("--domains", help="Comma-separated domains (default: every subfolder).")
     ] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps.")] = 1000,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps.")] = CLASSIFIER_STEPS,
     windows: Annotated[
         int, typer.Option("--batch-size", min=2, help="~1 s log-mel windows per step, balanced over domains.")
     ] = 32,
     max_seconds: Annotated[
         float,
         typer.Option("--max-seconds", callback=finite(1.0), help="Audio read per domain and folder, s."),
-    ] = 1800.0,
+    ] = CLASSIFIER_MAX_SECONDS,
     seed: SeedOption = 0,
     threads: ThreadsOption = None,
     force: ForceOption = False,
