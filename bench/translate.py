@@ -62,6 +62,7 @@ def _child(source: str, model: str, output: str) -> None:
     start = time.perf_counter()
     from musictranslate import decode, load_audio, load_model, save_audio
     from musictranslate.retune import retune
+    from musictranslate.runtime import resolve_device
     from musictranslate.speed import GenerationOptions, plan_generation
     from musictranslate.translation import encode_fitted
 
@@ -69,7 +70,8 @@ def _child(source: str, model: str, output: str) -> None:
     domain = loaded.domains[0]
     loaded.decoder(domain)
     audio = load_audio(source)
-    options = GenerationOptions(device="auto")
+    # The device resolved here, not "auto": the plan printed below must be the one `decode` ran.
+    options = GenerationOptions(device=resolve_device("auto"))
     ready = time.perf_counter()
     latent, _, guide = encode_fitted(audio, model=loaded, guide=options.pitch_guided)
     encoded = time.perf_counter()

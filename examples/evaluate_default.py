@@ -220,9 +220,14 @@ def main() -> int:
     parser.add_argument(
         "--temperature", type=float, default=None, help="sampling temperature [the sets' own, 0.3]"
     )
+    parser.add_argument(
+        "--low-latency",
+        action="store_true",
+        help="encode with the model's causal encoder (live --low-latency); implies --no-card",
+    )
     args = parser.parse_args()
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, low_latency=args.low_latency)
         ensure_classifier(model.path, args.data)
         documents, timings = {}, {}
         for name, (folder, options) in SETS.items():
@@ -279,7 +284,7 @@ def main() -> int:
     (args.out / "evaluation.md").write_text(section.lstrip("\n"))
     total = summary["timings_s"]["total"]
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'evaluation.md'} ({total:.0f} s)")
-    if not args.no_card:
+    if not (args.no_card or args.low_latency):
         write_card(model.path / "README.md", section)
         print(f"wrote the evaluation section of {model.path / 'README.md'}")
     return 1 if any(doc["failures"] for doc in documents.values()) else 0

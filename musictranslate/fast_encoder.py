@@ -26,11 +26,11 @@ class FastEncoder:
         def w(t: torch.Tensor) -> torch.Tensor:
             return t.detach().to(dtype).contiguous()
 
-        self.input = (w(encoder.input.weight), w(encoder.input.bias), encoder.input.padding[0])
+        self.input = (w(encoder.input.weight), w(encoder.input.bias), encoder.input_padding)
         self.layers = [
             (
                 layer.dilated.dilation[0],
-                layer.dilated.padding[0],
+                layer.padding,
                 [w(tap.t()) for tap in layer.dilated.weight.unbind(2)],
                 w(layer.dilated.bias),
                 w(layer.mix.weight[:, :, 0].t()),
@@ -44,14 +44,15 @@ class FastEncoder:
     def features(self, signal: torch.Tensor) -> torch.Tensor:
         """Companded audio ``(time,)`` -> per-sample latent ``(time, latent_dim)``, float32."""
         weight, bias, padding = self.input
-        h = F.conv1d(signal.to(self.dtype)[None, None], weight, bias, padding=padding)[0].t().contiguous()
+        h = F.conv1d(F.pad(signal.to(self.dtype), padding)[None, None], weight, bias)[0].t().contiguous()
         length, channels = h.shape
         u = torch.empty_like(h)
-        widest = max(padding for _, padding, *_ in self.layers)
-        padded = torch.zeros(length + 2 * widest, channels, dtype=self.dtype)
-        for dilation, padding, taps, tap_bias, mix, mix_bias in self.layers:
-            # relu(h) with ``padding`` zeros on both sides: only the buffer's centre is ever written
-            window = padded[widest - padding : widest + length + padding]
+        widest = max(before for _, (before, _), *_ in self.layers)
+        farthest = max(after for _, (_, after), *_ in self.layers)
+        padded = torch.zeros(widest + length + farthest, channels, dtype=self.dtype)
+        for dilation, (before, after), taps, tap_bias, mix, mix_bias in self.layers:
+            # relu(h) with ``before`` and ``after`` zeros: only the buffer's centre is ever written
+            window = padded[widest - before : widest + length + after]
             torch.clamp(h, min=0, out=padded[widest : widest + length])
             torch.addmm(tap_bias, window[:length], taps[0], out=u)
             for i, tap in enumerate(taps[1:], start=1):

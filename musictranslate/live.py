@@ -42,6 +42,9 @@ READ_BLOCK = 320
 """Input samples (20 ms at 16 kHz) handed to the stream at a time."""
 DEFAULT_BUFFER_MS = 80.0
 """Output buffer beyond the algorithmic latency: time to generate one frame, with margin."""
+DEFAULT_LOW_LATENCY_BUFFER_MS = 40.0
+"""The same with the low-latency encoder, whose point is a short total: a frame takes about
+20 ms to generate on one core, and the encoder runs a block ahead in its own thread."""
 DEVICE_TIMEOUT_SECONDS = 2.0
 """An input device that delivers nothing for this long has stopped (unplugged, taken)."""
 ENCODED_AHEAD = 64
@@ -98,6 +101,11 @@ class LiveReport:
             f"p50 {self.latency_p50_ms:.0f} ms, p99 {self.latency_p99_ms:.0f} ms, max "
             f"{self.latency_max_ms:.0f} ms, jitter {self.jitter_ms:.1f} ms; {self.underruns} underrun(s)"
         )
+
+
+def default_buffer_ms(stream: TranslationStream) -> float:
+    """The output buffer a stream gets unless the user sets one: shorter for a causal encoder."""
+    return DEFAULT_LOW_LATENCY_BUFFER_MS if stream.model.encoder.causal else DEFAULT_BUFFER_MS
 
 
 def describe_latency(stream: TranslationStream, buffer_ms: float) -> str:
@@ -235,13 +243,15 @@ def run_live(
     stream: TranslationStream,
     source: Source,
     sink: Sink,
-    buffer_ms: float = DEFAULT_BUFFER_MS,
+    buffer_ms: float | None = None,
     on_start: Callable[[], None] | None = None,
     threaded: bool = True,
 ) -> LiveReport:
     """Translate ``source`` into ``sink`` until the source ends; the sink is committed only
     then (an error or Ctrl-C leaves no output file behind). Both are closed in any case.
-    ``threaded``: encode in a second thread while this one decodes."""
+    ``threaded``: encode in a second thread while this one decodes. ``buffer_ms`` None:
+    ``default_buffer_ms``."""
+    buffer_ms = default_buffer_ms(stream) if buffer_ms is None else buffer_ms
     paced = isinstance(source, DeviceInput)
     meter = _Meter(stream, buffer_ms, paced)
     stop = threading.Event()

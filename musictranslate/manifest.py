@@ -47,6 +47,10 @@ def _check_domains(names: object, where: str, path: Path) -> None:
             )
 
 
+LOW_LATENCY = "low_latency_encoder"
+"""The manifest entry of a model's optional causal encoder (``live --low-latency``)."""
+
+
 def check_manifest(manifest: dict, folder: Path) -> None:
     """Raise a "broken model" ``ModelError`` for the first entry of ``manifest`` that cannot work."""
     path = folder / "manifest.json"
@@ -61,6 +65,8 @@ def check_manifest(manifest: dict, folder: Path) -> None:
         raise broken(path, "'name' is not a text")
     _check_weights(manifest["encoder"], "encoder", folder, path)
     _check_weights(manifest["confusion"], "confusion", folder, path)
+    if LOW_LATENCY in manifest:
+        _check_weights(manifest[LOW_LATENCY], "low-latency encoder", folder, path)
     _check_domains(manifest["confusion"].get("domains"), "confusion", path)
     decoders = manifest["decoders"]
     if not isinstance(decoders, dict):

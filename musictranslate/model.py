@@ -18,36 +18,57 @@ START_CLASS = 128
 """The mu-law class of silence; it stands for the sample before the first one."""
 
 
-class EncoderLayer(nn.Module):
-    """ReLU -> dilated non-causal conv -> ReLU -> 1x1 conv, added to the input by the caller."""
+def encoder_padding(kernel: int, dilation: int, causal: bool) -> tuple[int, int]:
+    """Zeros before and after the input of a conv of ``kernel`` taps ``dilation`` apart: centred
+    (as many samples ahead as behind), or causal (none ahead), so it sees no future at all."""
+    span = dilation * (kernel - 1)
+    return (span, 0) if causal else (span // 2, span - span // 2)
 
-    def __init__(self, channels: int, kernel: int, dilation: int) -> None:
+
+class EncoderLayer(nn.Module):
+    """ReLU -> dilated conv -> ReLU -> 1x1 conv, added to the input by the caller."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, causal: bool = False) -> None:
         super().__init__()
-        self.dilated = nn.Conv1d(
-            channels, channels, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2
-        )
+        self.padding = encoder_padding(kernel, dilation, causal)
+        self.dilated = nn.Conv1d(channels, channels, kernel, dilation=dilation)
         self.mix = nn.Conv1d(channels, channels, 1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.mix(F.relu(self.dilated(F.relu(h))))
+        return self.mix(F.relu(self.dilated(F.pad(F.relu(h), self.padding))))
 
 
 class Encoder(nn.Module):
-    """Non-causal WaveNet-like stack mapping audio to a domain-independent latent at 20 Hz."""
+    """WaveNet-like stack mapping audio to a domain-independent latent at 20 Hz.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    The shipped encoder is non-causal: each latent frame also hears ``cfg.encoder_context``
+    samples after it, which a live stream has to wait for. ``causal=True`` builds the same
+    weights with every conv looking only back, so a frame needs nothing after its own last
+    sample (the low-latency encoder of ``live``, distilled from a non-causal one: ``distill.py``).
+    """
+
+    def __init__(self, cfg: ModelConfig, causal: bool = False) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.causal = cfg, causal
         c, k = cfg.encoder_channels, cfg.encoder_kernel
-        self.input = nn.Conv1d(1, c, k, padding=(k - 1) // 2)
+        self.input_padding = encoder_padding(k, 1, causal)
+        self.input = nn.Conv1d(1, c, k)
         self.layers = nn.ModuleList(
-            EncoderLayer(c, k, 2**i) for _ in range(cfg.encoder_blocks) for i in range(cfg.encoder_layers)
+            EncoderLayer(c, k, 2**i, causal)
+            for _ in range(cfg.encoder_blocks)
+            for i in range(cfg.encoder_layers)
         )
         self.project = nn.Conv1d(c, cfg.latent_dim, 1)
 
+    @property
+    def context(self) -> tuple[int, int]:
+        """Samples (before, after) a position that reach its per-sample features."""
+        pads = [self.input_padding] + [layer.padding for layer in self.layers]
+        return sum(before for before, _ in pads), sum(after for _, after in pads)
+
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """Per-sample latent before pooling; chunked encoding needs it to stay exact at seams."""
-        h = self.input(audio.unsqueeze(1))
+        h = self.input(F.pad(audio.unsqueeze(1), self.input_padding))
         for layer in self.layers:
             h = h + layer(h)
         return self.project(h)

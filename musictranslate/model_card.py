@@ -83,7 +83,26 @@ def render_model_card(manifest: dict, history: str = "") -> str:
             lines.append(f"| {domain} | {train_loss:.3f} | {val_loss:.3f} |")
         lines += ["", f"Cross-entropy in nats over 256 classes; a uniform guess scores {math.log(256):.3f}."]
     lines += _later_decoders(manifest["decoders"])
+    lines += _low_latency_encoder(manifest.get("low_latency_encoder"))
     return "\n".join(lines) + "\n" + history
+
+
+def _low_latency_encoder(entry: dict | None) -> list[str]:
+    """What ``distill`` recorded of the causal encoder ``live --low-latency`` uses, if any."""
+    if not entry:
+        return []
+    done = entry.get("provenance", {})
+    options = done.get("options", {})
+    return [
+        "",
+        "## Low-latency encoder",
+        "",
+        f"A causal copy of the encoder (`live --low-latency`: no look-ahead) taught its latent "
+        f"(`musictranslate distill`): {done.get('steps', '?')} steps of {options.get('batch_size', '?')} "
+        f"segments, learning rate {options.get('lr', '?')}, {_hours(done.get('wall_seconds', 0))}; "
+        f"held-out latent error {done.get('val_error', math.nan):.3f} (squared error over the "
+        f"latent's variance; {done.get('start_val_error', math.nan):.3f} before training).",
+    ]
 
 
 def _lineage(start: dict) -> str:

@@ -31,7 +31,7 @@ from .catalog import (
 )
 from .config import MU, SAMPLE_RATE, ModelConfig
 from .errors import DomainError, ModelError, OutputError, first_line
-from .manifest import REINSTALL
+from .manifest import LOW_LATENCY, REINSTALL
 from .model import ConfusionNet, Decoder, Encoder
 from .names import inside
 from .safe_write import claim_folder, write_atomically, write_folder_atomically, write_text
@@ -173,9 +173,15 @@ class Model:
 
 
 def load_model(
-    name_or_path: str | os.PathLike = DEFAULT_MODEL, models_dir: str | os.PathLike | None = None
+    name_or_path: str | os.PathLike = DEFAULT_MODEL,
+    models_dir: str | os.PathLike | None = None,
+    *,
+    low_latency: bool = False,
 ) -> Model:
-    """Load a model by registry name or folder path; the encoder is verified and loaded now."""
+    """Load a model by registry name or folder path; the encoder is verified and loaded now.
+
+    ``low_latency``: with the model's causal encoder (``distill.py``) in place of the shipped
+    one, for live use; the decoders are the same."""
     folder = find_model(name_or_path, models_dir)
     manifest = read_manifest(folder)
     try:
@@ -184,9 +190,16 @@ def load_model(
         raise ModelError(
             f"{folder / MANIFEST}: bad architecture ({exc}); upgrade musictranslate or re-install the model"
         ) from None
-    encoder = Encoder(config)
-    _load_weights(encoder, folder, manifest["encoder"], "encoder")
-    return Model(manifest.get("name", folder.name), folder, config, manifest, encoder.eval())
+    name = manifest.get("name", folder.name)
+    if low_latency and LOW_LATENCY not in manifest:
+        raise ModelError(
+            f"model {name!r} has no low-latency encoder; make one with "
+            f"`musictranslate distill DATA --model {name}`, or leave out --low-latency"
+        )
+    encoder = Encoder(config, causal=low_latency)
+    entry = manifest[LOW_LATENCY] if low_latency else manifest["encoder"]
+    _load_weights(encoder, folder, entry, "low-latency encoder" if low_latency else "encoder")
+    return Model(name, folder, config, manifest, encoder.eval())
 
 
 def save_model(
@@ -277,6 +290,14 @@ def add_decoder(model: Model, domain: str, decoder: Decoder, provenance: dict | 
     model.manifest["decoders"][domain] = entry
     _write_manifest(model.path, model.manifest)
     model._decoders[domain] = decoder.eval()
+
+
+def set_low_latency_encoder(model: Model, encoder: Encoder, provenance: dict) -> None:
+    """Write (or replace) ``model``'s causal encoder and its manifest entry; nothing else changes."""
+    file = "encoder-low-latency.safetensors"
+    entry = {"file": file, "sha256": _save_weights(encoder, model.path / file), "provenance": provenance}
+    model.manifest[LOW_LATENCY] = entry
+    _write_manifest(model.path, model.manifest)
 
 
 def writable_model(model: Model, models_dir: str | os.PathLike | None = None) -> Model:

@@ -50,12 +50,13 @@ class StreamingEncoder:
         self.fast, self.block, self.dtype = encoder, block, encoder.dtype
         weight, _, padding = encoder.input
         channels = weight.shape[0]
-        # each stage: its look-ahead, and the last 2 x look-ahead rows of its input (zeros:
-        # the convolutions' zero padding before the stream starts)
-        self.lookaheads = [padding] + [layer[1] for layer in encoder.layers]
-        self.history = [torch.zeros(2 * padding, 1, dtype=self.dtype)] + [
-            torch.zeros(2 * a, channels, dtype=self.dtype) for a in self.lookaheads[1:]
+        # each stage: the rows it reads (before, after) a position, and the last ``before + after``
+        # rows of its input (zeros: the convolutions' zero padding before the stream starts)
+        self.paddings = [padding] + [layer[1] for layer in encoder.layers]
+        self.history = [torch.zeros(sum(padding), 1, dtype=self.dtype)] + [
+            torch.zeros(sum(p), channels, dtype=self.dtype) for p in self.paddings[1:]
         ]
+        self.lookaheads = [after for _, after in self.paddings]
         self.lookahead = sum(self.lookaheads)
         self.position = 0  # input samples consumed, in whole blocks
 
@@ -65,9 +66,9 @@ class StreamingEncoder:
         the features of positions ``position .. position + block``; negative ones are the
         stream's start-up and mean nothing."""
         rows = signal.to(self.dtype)[:, None]
-        for stage, (a, history) in enumerate(zip(self.lookaheads, self.history, strict=True)):
+        for stage, history in enumerate(self.history):
             window = torch.cat([history, rows])
-            self.history[stage] = window[len(window) - 2 * a :]
+            self.history[stage] = window[len(window) - len(history) :]
             rows = self._stage(stage, window)
             start = self.position - sum(self.lookaheads[: stage + 1])
             if start < 0:  # positions before the stream: the next layer's zero padding
@@ -79,17 +80,17 @@ class StreamingEncoder:
         return position, features
 
     def _stage(self, stage: int, window: torch.Tensor) -> torch.Tensor:
-        """One layer's ``block`` output rows from its input ``window`` (look-ahead both sides)."""
+        """One layer's ``block`` output rows from its input ``window`` (its padding both sides)."""
         block = self.block
         if stage == 0:
             weight, bias, _ = self.fast.input
             return F.conv1d(window.t()[None], weight, bias)[0].t().contiguous()
-        dilation, padding, taps, tap_bias, mix, mix_bias = self.fast.layers[stage - 1]
+        dilation, (before, _), taps, tap_bias, mix, mix_bias = self.fast.layers[stage - 1]
         relu = window.relu()
         u = torch.addmm(tap_bias, relu[:block], taps[0])
         for i, tap in enumerate(taps[1:], start=1):
             u.addmm_(relu[i * dilation : i * dilation + block], tap)
-        return window[padding : padding + block].addmm(u.relu_(), mix).add_(mix_bias)
+        return window[before : before + block].addmm(u.relu_(), mix).add_(mix_bias)
 
 
 class TranslationStream:

@@ -74,7 +74,7 @@ def encode(
     pool = cfg.pool
     total = max(1, math.ceil(len(audio) / pool)) * pool
     silence = float(companded(np.array(128)))
-    context = math.ceil(cfg.encoder_context / pool) * pool
+    before, after = (math.ceil(side / pool) * pool for side in model.encoder.context)
     chunk = ENCODE_CHUNK_FRAMES * pool
     automatic = torch.bfloat16 if native_bf16() else torch.float32
     fast = FastEncoder(model.encoder, resolve_dtype(dtype, default=automatic))
@@ -83,7 +83,7 @@ def encode(
     latent = torch.empty(cfg.latent_dim, total // pool)
     for start in range(0, total, chunk):
         stop = min(start + chunk, total)
-        lo, hi = max(0, start - context), min(total, stop + context)
+        lo, hi = max(0, start - before), min(total, stop + after)
         piece = companded(mu_law_encode(audio[lo:hi]))
         signal = F.pad(torch.from_numpy(piece), (0, hi - lo - len(piece)), value=silence)
         features = fast.features(signal)[start - lo : stop - lo]

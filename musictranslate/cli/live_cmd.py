@@ -42,11 +42,21 @@ def live(
         typer.Option("--gain", callback=finite(), help="Input gain in dB (the stream has no level fit)."),
     ] = 0.0,
     buffer: Annotated[
-        float,
+        Optional[float],
         typer.Option(
-            "--buffer", callback=finite(0.0), help="Output buffer in ms beyond the algorithmic latency."
+            "--buffer",
+            callback=finite(0.0),
+            help="Output buffer in ms beyond the algorithmic latency [80; 40 with --low-latency].",
         ),
-    ] = 80.0,
+    ] = None,
+    low_latency: Annotated[
+        bool,
+        typer.Option(
+            "--low-latency",
+            help="Use the model's causal encoder (musictranslate distill): no look-ahead, at some "
+            "cost in quality (the model card says how much).",
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -54,17 +64,19 @@ def live(
     with user_errors():
         import torch
 
-        from ..live import describe_latency, open_sink, open_source, run_live
+        from ..live import default_buffer_ms, describe_latency, open_sink, open_source, run_live
         from ..registry import load_model
         from ..stream import TranslationStream
 
         torch.set_num_threads(1)  # the stream steps one frame at a time: threads only add waiting
-        loaded = load_model(model, models)
+        loaded = load_model(model, models, low_latency=low_latency)
         stream = TranslationStream(
             to, model=loaded, temperature=temperature, min_p=min_p, seed=seed, gain_db=gain
         )
+        buffer = default_buffer_ms(stream) if buffer is None else buffer
         comment = (
-            f"musictranslate live: model {loaded.name}, domain {to}, seed {seed}, "
+            f"musictranslate live: model {loaded.name}{' (low-latency encoder)' if low_latency else ''}, "
+            f"domain {to}, seed {seed}, "
             f"temperature {temperature}, min-p {min_p}"
         )
         sink = open_sink(output, stream, buffer, force, comment)

@@ -1,4 +1,4 @@
-"""``musictranslate train`` and ``add-domain``."""
+"""``musictranslate train``, ``add-domain`` and ``distill``."""
 
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ WarmupOption = Annotated[
 
 
 @contextmanager
-def _training_progress(quiet: bool) -> Iterator:
-    """A progress bar showing step, per-domain losses, confusion accuracy, samples/s and ETA."""
+def _training_progress(quiet: bool, label: str = "train") -> Iterator:
+    """A progress bar showing step, per-domain losses (or the latent error of ``distill``),
+    confusion accuracy, samples/s and ETA."""
     import sys
 
     if quiet or not sys.stderr.isatty():
@@ -76,18 +77,22 @@ def _training_progress(quiet: bool) -> Iterator:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
-        TextColumn("train"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
         console=stderr,
     ) as bar:
-        task = bar.add_task("train", total=None, info="")
+        task = bar.add_task(label, total=None, info="")
         losses: dict[str, float] = {}
 
         def update(step: int, total: int, stats: dict) -> None:
-            losses[stats["domain"]] = stats["reconstruction"]
+            if "domain" in stats:
+                losses[stats["domain"]] = stats["reconstruction"]
+            for key in ("latent_error", "val_error"):
+                if key in stats:
+                    losses[key.replace("_", " ")] = stats[key]
             parts = [f"{d} {v:.3f}" for d, v in losses.items()]
             if "confusion_acc" in stats:
                 parts.append(f"conf acc {stats['confusion_acc']:.2f}")
@@ -282,3 +287,49 @@ def add_domain_command(
     if not quiet:
         done = "refined" if refine else "added"
         stderr.print(f"{done} domain {domain!r} of {result.model}: {result.steps} steps", highlight=False)
+
+
+@app.command("distill")
+def distill_command(
+    data: Annotated[Path, typer.Argument(help="Folder of domain folders of audio (as train takes).")],
+    model: ModelOption = "default",
+    models: ModelsOption = None,
+    steps: StepsOption = 400,
+    batch_size: BatchOption = 8,
+    lr: LrOption = 3e-4,
+    checkpoint_every: CheckpointOption = 25,
+    val_batches: ValBatchesOption = 4,
+    seed: SeedOption = 0,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Start again from the model's encoder, not its low-latency one."),
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Teach a model a low-latency (causal) encoder for `live --low-latency`.
+
+    The model's own encoder is the teacher; the new one is written into the model folder at
+    every checkpoint, so a stopped run keeps what it learnt. Run again to train it further.
+    """
+    from ..distill import DistillOptions, distill
+    from ..registry import load_model, writable_model
+
+    with user_errors():
+        loaded = writable_model(load_model(model, models), models)
+        options = DistillOptions(
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            checkpoint_every=checkpoint_every,
+            val_batches=val_batches,
+            seed=seed,
+            fresh=fresh,
+        )
+        with _training_progress(quiet, "distill") as progress:
+            result = distill(loaded, data, options, on_step=progress)
+    if not quiet:
+        stderr.print(
+            f"low-latency encoder of {loaded.name}: {result.steps} steps, held-out latent error "
+            f"{result.start_val_error:.3f} -> {result.val_error:.3f} (0: the encoder's own latent)",
+            highlight=False,
+        )
