@@ -2,7 +2,8 @@
 
 Training rewrites the card at every checkpoint: what the model was trained on, for how long, and
 its losses. Scores from ``evaluate`` belong to one checkpoint, so they are added by hand (or by
-a script) after a run and are dropped when training goes on. A hand-written ``## History``
+a script) after a run and are dropped when training goes on (kept when only the low-latency
+encoder changes, which the scores do not use). A hand-written ``## History``
 section at the end (how the model came to be, runs that were tried and not shipped) is kept
 across every rewrite: it is the one part of the card no manifest can reproduce.
 """
@@ -20,10 +21,15 @@ def _hours(seconds: float) -> str:
 
 HISTORY = "\n## History"
 """Heading of the card's hand-written last section, which re-rendering the card keeps."""
+EVALUATION = "\n## Evaluation"
+"""Heading of the section of scores that ``examples/evaluate_default.py`` writes above History."""
 
 
-def history_of(card: str) -> str:
-    """The hand-written ``## History`` section of a card's text, to its end; '' when it has none."""
+def history_of(card: str, with_evaluation: bool = False) -> str:
+    """The hand-written ``## History`` section of a card's text, to its end; '' when it has none.
+    ``with_evaluation``: from the scores' section on, where the card has one."""
+    if with_evaluation and EVALUATION in card:
+        return card[card.index(EVALUATION) :]
     return card[card.index(HISTORY) :] if HISTORY in card else ""
 
 

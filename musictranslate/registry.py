@@ -67,15 +67,18 @@ def _save_weights(module: torch.nn.Module, path: Path) -> str:
     return sha256_file(path)
 
 
-def _write_manifest(folder: Path, manifest: dict, previous: Path | None = None) -> None:
+def _write_manifest(
+    folder: Path, manifest: dict, previous: Path | None = None, keep_evaluation: bool = False
+) -> None:
     """Write the manifest, and the model card (README.md) rendered from it so the two agree,
-    keeping the hand-written history of the card it replaces (``previous``, else the folder's)."""
+    keeping the hand-written history of the card it replaces (``previous``, else the folder's),
+    and its scores too with ``keep_evaluation`` (when the weights they measured are unchanged)."""
     from .model_card import history_of, render_model_card
 
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
     write_text(folder / MANIFEST, text, kept=KEPT)
     try:
-        history = history_of((previous or folder / CARD).read_text())
+        history = history_of((previous or folder / CARD).read_text(), keep_evaluation)
     except (OSError, UnicodeDecodeError):
         history = ""  # no card yet, or an unreadable one: nothing to keep
     write_text(folder / CARD, render_model_card(manifest, history), kept=KEPT)
@@ -297,7 +300,7 @@ def set_low_latency_encoder(model: Model, encoder: Encoder, provenance: dict) ->
     file = "encoder-low-latency.safetensors"
     entry = {"file": file, "sha256": _save_weights(encoder, model.path / file), "provenance": provenance}
     model.manifest[LOW_LATENCY] = entry
-    _write_manifest(model.path, model.manifest)
+    _write_manifest(model.path, model.manifest, keep_evaluation=True)
 
 
 def writable_model(model: Model, models_dir: str | os.PathLike | None = None) -> Model:

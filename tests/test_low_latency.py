@@ -31,6 +31,8 @@ def distilled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """A tiny model with a low-latency encoder distilled for a few steps, and the result."""
     root = tmp_path_factory.mktemp("low-latency")
     folder = make_tiny_model(root / "tiny")
+    card = folder / "README.md"
+    card.write_text(card.read_text() + "\n## Evaluation at step 0\n\nscores\n\n## History\n\nhow it came\n")
     data = two_domains(root / "data")
     result = distill(
         load_model(folder), data, DistillOptions(steps=30, batch_size=4, lr=3e-3, checkpoint_every=10)
@@ -75,7 +77,10 @@ def test_distillation_brings_the_causal_latent_towards_the_models(distilled) -> 
     entry = manifest["low_latency_encoder"]
     assert entry["provenance"]["steps"] == 30
     assert entry["provenance"]["val_error"] == pytest.approx(result.val_error, abs=1e-4)
-    assert "## Low-latency encoder" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "## Low-latency encoder" in card  # and the scores, which do not use it, stay
+    assert card.index("## Low-latency encoder") < card.index("## Evaluation at step 0\n\nscores")
+    assert card.index("scores") < card.index("## History\n\nhow it came")
     loaded = load_model(folder, low_latency=True)
     assert loaded.encoder.causal and loaded.encoder.context[1] == 0
     # offline encoding (chunked) equals the training encoder's maths
