@@ -33,9 +33,11 @@ def _sha256(path: Path) -> str:
 
 
 def model_files(folder: Path) -> list[str]:
-    """The manifest, the model card and every weight file listed, each checked against its sha256."""
+    """The manifest, the model card and every weight file listed (the low-latency encoder of
+    ``live --low-latency`` too, where the model has one), each checked against its sha256."""
     manifest = json.loads((folder / "manifest.json").read_text())
     entries = [manifest["encoder"], manifest["confusion"], *manifest["decoders"].values()]
+    entries += [manifest["low_latency_encoder"]] if "low_latency_encoder" in manifest else []
     for entry in entries:
         path = folder / entry["file"]
         if not path.is_file() or _sha256(path) != entry["sha256"]:

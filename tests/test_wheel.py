@@ -113,6 +113,7 @@ def test_the_wheel_ships_exactly_the_model_files(installed: Installed) -> None:
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     manifest = json.loads((installed.model / "manifest.json").read_text())
     weights = [manifest["encoder"], manifest["confusion"], *manifest["decoders"].values()]
+    weights += [manifest["low_latency_encoder"]] if "low_latency_encoder" in manifest else []
     card = {"README.md"} if (installed.model / "README.md").is_file() else set()
     expected = {"manifest.json", *card, *(entry["file"] for entry in weights)}
     shipped = {n.removeprefix("musictranslate/_models/default/") for n in names if "/_models/" in n}
@@ -132,6 +133,9 @@ def test_installed_cli_runs_from_the_wheel_not_the_checkout(installed: Installed
     )
     listing = installed.run("musictranslate", "models").stdout
     assert "default" in listing and "_models" in listing
+    if "low_latency_encoder" in json.loads((installed.model / "manifest.json").read_text()):
+        load = "from musictranslate import load_model; print(load_model(low_latency=True).encoder.causal)"
+        assert installed.run(installed.venv / "bin" / "python", "-c", load).stdout.strip() == "True"
 
 
 def test_translates_the_example_whistle_with_the_shipped_model(installed: Installed) -> None:
