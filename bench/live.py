@@ -22,7 +22,6 @@ import torch
 
 from musictranslate.config import DEFAULT_TEMPERATURE, SAMPLE_RATE
 from musictranslate.generate import FastDecoder, Sampler
-from musictranslate.live import DEFAULT_LOW_LATENCY_BUFFER_MS
 from musictranslate.speed import flops_per_sample
 
 from . import best_of, default_model_folder, rate, realtime, table
@@ -106,7 +105,7 @@ def first_use_seconds() -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def live_run(model, domain: str, seconds: float, buffer_ms: float | None = None) -> dict:
+def live_run(model, domain: str, seconds: float) -> dict:
     from musictranslate.live import FileSource, run_live
     from musictranslate.stream import TranslationStream
 
@@ -120,8 +119,7 @@ def live_run(model, domain: str, seconds: float, buffer_ms: float | None = None)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        buffer = {} if buffer_ms is None else {"buffer_ms": buffer_ms}
-        return run_live(stream, source, _Discard(), **buffer).to_dict()
+        return run_live(stream, source, _Discard()).to_dict()  # the encoder's default buffer
     finally:
         torch.set_num_threads(threads)
 
@@ -160,7 +158,7 @@ def run(quick: bool, limits: dict | None = None) -> dict:
     reports = {"shipped": live_run(model, domain, audio_seconds)}
     if "low_latency_encoder" in model.manifest:
         causal = load_model(str(folder), low_latency=True)
-        reports["low-latency"] = live_run(causal, domain, audio_seconds, DEFAULT_LOW_LATENCY_BUFFER_MS)
+        reports["low-latency"] = live_run(causal, domain, audio_seconds)
     table(
         f"live, sustained over {audio_seconds:.0f} s of audio (one thread; input timed as if in real time)",
         (

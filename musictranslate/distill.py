@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from .config import SAMPLE_RATE
 from .data import Augmentation, DataError, DomainBatches, open_sources, scan_domains, split_files
-from .errors import UsageError
+from .errors import DivergedError, UsageError
+from .manifest import LOW_LATENCY
 from .model import Encoder
 from .registry import Model, load_model, recorded_path, set_low_latency_encoder
 from .runtime import native_bf16, seed_everything
@@ -42,10 +43,10 @@ class DistillOptions:
     steps: int = 400
     batch_size: int = 8
     frames: int = 20  # latent frames per segment that the loss reads (1 s for the default model)
-    lr: float = 1e-4
+    lr: float = 3e-4
     warmup: int = 20  # steps over which the learning rate ramps up from zero
     seed: int = 0
-    checkpoint_every: int = 50  # steps between writes of the encoder into the model folder
+    checkpoint_every: int = 25  # steps between writes of the encoder into the model folder
     val_batches: int = 4
     bf16: bool | None = None  # autocast the student in bfloat16; None: where the CPU has native bf16
     fresh: bool = False  # start again from the shipped encoder, not from the model's causal one
@@ -87,7 +88,7 @@ class _Segments:
 
 
 def _domain_sources(data: str | Path, seed: int, samples: int) -> tuple[list, list]:
-    """Training and validation sources of each of the model's domains found in ``data``."""
+    """Training and validation sources of each domain folder in ``data`` (empty ones left out)."""
     found = scan_domains(data)
     train, val = [], []
     for files in found.values():
@@ -112,7 +113,7 @@ def distill(
     seed_everything(options.seed)
     teacher = model.encoder.eval().requires_grad_(False)
     student = Encoder(model.config, causal=True)
-    entry = model.manifest.get("low_latency_encoder")
+    entry = model.manifest.get(LOW_LATENCY)
     start_from, before = teacher.state_dict(), {}
     if entry and not options.fresh:
         start_from = load_model(model.path, low_latency=True).encoder.state_dict()
@@ -162,11 +163,11 @@ def distill(
         optimiser.step()
         schedule.step()
         stats = {
-            "latent_error": float(loss.detach()) / float(target.var(dim=(0, 2)).mean().clamp_min(1e-12)),
+            "latent_error": float(relative_error(predicted.detach().float(), target)),
             "samples_per_second": step * audio.numel() / (time.perf_counter() - tic),
         }
         if not np.isfinite(stats["latent_error"]):
-            raise DataError(f"distillation diverged at step {step}; lower --lr")
+            raise DivergedError(f"distillation diverged at step {step}; lower --lr")
         if step % options.checkpoint_every == 0 or step == options.steps:
             val_error = validate()
             done = {

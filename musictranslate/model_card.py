@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from .config import SAMPLE_RATE
+from .manifest import LOW_LATENCY
 
 
 def _hours(seconds: float) -> str:
@@ -89,7 +90,7 @@ def render_model_card(manifest: dict, history: str = "") -> str:
             lines.append(f"| {domain} | {train_loss:.3f} | {val_loss:.3f} |")
         lines += ["", f"Cross-entropy in nats over 256 classes; a uniform guess scores {math.log(256):.3f}."]
     lines += _later_decoders(manifest["decoders"])
-    lines += _low_latency_encoder(manifest.get("low_latency_encoder"))
+    lines += _low_latency_encoder(manifest.get(LOW_LATENCY))
     return "\n".join(lines) + "\n" + history
 
 

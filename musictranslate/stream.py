@@ -52,11 +52,11 @@ class StreamingEncoder:
         channels = weight.shape[0]
         # each stage: the rows it reads (before, after) a position, and the last ``before + after``
         # rows of its input (zeros: the convolutions' zero padding before the stream starts)
-        self.paddings = [padding] + [layer[1] for layer in encoder.layers]
+        paddings = [padding] + [layer[1] for layer in encoder.layers]
         self.history = [torch.zeros(sum(padding), 1, dtype=self.dtype)] + [
-            torch.zeros(sum(p), channels, dtype=self.dtype) for p in self.paddings[1:]
+            torch.zeros(sum(p), channels, dtype=self.dtype) for p in paddings[1:]
         ]
-        self.lookaheads = [after for _, after in self.paddings]
+        self.lookaheads = [after for _, after in paddings]
         self.lookahead = sum(self.lookaheads)
         self.position = 0  # input samples consumed, in whole blocks
 
