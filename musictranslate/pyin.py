@@ -11,6 +11,11 @@ the zero transitions, which librosa scores as ``log(tiny)`` rather than minus in
 states it decodes are librosa's (``tests/test_pitch_track.py`` compares them), in a fraction of the
 time (``docs/speed.md``). The probabilities before it are librosa 0.11's, step for step, with its
 default settings; the per-frame trough loop is compiled.
+
+It imports neither librosa nor ``scipy.stats``: the few helpers of theirs pyin needs (framing, the
+autocorrelation, the beta prior's CDF, the local transition matrix) are one-liners on numpy and
+``scipy.special``, while importing those two packages took about 2 s, the largest single cost of a
+short translation's start (``docs/speed.md``). The test against ``librosa.pyin`` covers them too.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import math
 
 import numba
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 N_THRESHOLDS = 100
 BETA_PARAMETERS = (2.0, 18.0)
@@ -79,16 +85,15 @@ def _whole(
     resolution: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``pyin`` in one pass."""
-    import librosa
-    import scipy.stats
+    from scipy.special import betainc
 
     padded = np.pad(np.asarray(audio), frame_length // 2)
-    frames = librosa.util.frame(padded, frame_length=frame_length, hop_length=hop_length)
+    frames = sliding_window_view(padded, frame_length)[::hop_length].T  # librosa.util.frame
     min_period = int(np.floor(sr / fmax))
     max_period = min(int(np.ceil(sr / fmin)), frame_length - 1)
     yin = _cumulative_mean_normalized_difference(frames, min_period, max_period)
     thresholds = np.linspace(0, 1, N_THRESHOLDS + 1)
-    beta_probs = np.diff(scipy.stats.beta.cdf(thresholds, *BETA_PARAMETERS))
+    beta_probs = np.diff(betainc(*BETA_PARAMETERS, thresholds))  # the beta distribution's CDF
     trough_probs = _trough_probabilities(yin, thresholds[1:], beta_probs, BOLTZMANN_PARAMETER, NO_TROUGH_PROB)
 
     bins_per_semitone = int(np.ceil(1.0 / resolution))
@@ -103,7 +108,7 @@ def _whole(
     observation[n_bins:] = (1 - voiced_prob) / n_bins
 
     width = round(MAX_TRANSITION_RATE * 12 * hop_length / sr) * bins_per_semitone + 1
-    local = librosa.sequence.transition_local(n_bins, width, window="triangle", wrap=False)
+    local = _transition_local(n_bins, width)
     tiny = np.finfo(observation.dtype).tiny
     states = _banded_viterbi(
         np.log(observation.T + tiny),
@@ -124,9 +129,7 @@ def _cumulative_mean_normalized_difference(
 ) -> np.ndarray:
     """YIN's cumulative mean normalised difference for periods ``min_period..max_period``,
     ``(periods, frames)`` (de Cheveigne and Kawahara 2002, eq. 8), as librosa computes it."""
-    import librosa
-
-    acf = librosa.autocorrelate(frames, max_size=max_period + 1, axis=-2)
+    acf = _autocorrelate(frames, max_period + 1)
     energy = np.cumsum(np.square(frames), axis=-2)
     energy[0] = 0  # librosa zeroes it before the difference below reads it
     difference = np.zeros_like(energy)
@@ -135,6 +138,41 @@ def _cumulative_mean_normalized_difference(
     cumulative_mean = np.cumsum(difference[1 : max_period + 1], axis=-2) / lags
     denominator = cumulative_mean[min_period - 1 : max_period]
     return difference[min_period : max_period + 1] / (denominator + np.finfo(denominator.dtype).tiny)
+
+
+def _autocorrelate(frames: np.ndarray, lags: int) -> np.ndarray:
+    """Each frame's (column's) autocorrelation at lags ``0..lags - 1``, through the FFT of the
+    frame zero-padded to a fast length: ``librosa.autocorrelate``, whose FFT is numpy's too."""
+    from scipy.fft import next_fast_len
+
+    size = next_fast_len(2 * frames.shape[0] - 1, real=True)
+    spectrum = np.fft.rfft(frames, n=size, axis=0)
+    power = spectrum.real**2 + spectrum.imag**2
+    return np.fft.irfft(power, n=size, axis=0)[:lags]
+
+
+def _triangle(width: int) -> np.ndarray:
+    """The symmetric triangular window, non-zero at both ends, computed as
+    ``scipy.signal.windows.triang`` computes it (bit for bit: Viterbi ties break on the last bit)."""
+    rising = np.arange(1, (width + 1) // 2 + 1)
+    if width % 2:
+        half = 2 * rising / (width + 1.0)
+        return np.concatenate([half, half[-2::-1]])
+    half = (2 * rising - 1.0) / width
+    return np.concatenate([half, half[::-1]])
+
+
+def _transition_local(n_states: int, width: int) -> np.ndarray:
+    """``librosa.sequence.transition_local(n_states, width, window="triangle", wrap=False)``: row
+    ``i`` is the triangle centred on state ``i`` as librosa places it (padded to the centre, then
+    rolled, which puts an even width's extra bin on a side that depends on ``n_states``' parity),
+    cut off at the ends and normalised to sum to one."""
+    before = (n_states - width) // 2
+    centred = np.pad(_triangle(width), (before, n_states - width - before))
+    rows = np.stack([np.roll(centred, n_states // 2 + i + 1) for i in range(n_states)])
+    state, column = np.arange(n_states)[:, None], np.arange(n_states)
+    rows[(column >= state + width // 2 + 1) | (column < state - width // 2)] = 0
+    return rows / rows.sum(axis=1, keepdims=True)
 
 
 def _parabolic_shifts(yin: np.ndarray) -> np.ndarray:

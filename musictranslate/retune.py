@@ -29,6 +29,8 @@ import numpy as np
 from .config import SAMPLE_RATE
 from .pitch_guide import PitchGuide
 
+A4_HZ = 440.0
+"""The equal-tempered grid's reference, as MIDI and librosa have it."""
 UNVOICED_PERIOD = 80
 """Grain spacing (5 ms) where the input has no note and the translation no pitch: grains are laid
 where they were cut, so the overlap-add gives the signal back unchanged there."""
@@ -38,16 +40,15 @@ def nearest_notes(f0: np.ndarray) -> np.ndarray:
     """``f0`` (Hz, 0 unvoiced) moved to the nearest note of its own tuning: the equal-tempered
     grid shifted by the circular mean of its voiced frames' offsets from it, so an input a little
     off A440 keeps its tuning while its glides and vibrato (symmetric, so it leaves the mean
-    alone) become steady notes."""
-    import librosa
-    from scipy.stats import circmean
-
+    alone) become steady notes. (The circular mean is the angle of the offsets' mean phasor, as
+    ``scipy.stats.circmean`` has it; importing ``scipy.stats`` costs a translation about a second.)"""
     voiced = f0 > 0
     notes = np.zeros(len(f0))
     if voiced.any():
-        midi = librosa.hz_to_midi(f0[voiced])
-        tuning = circmean(midi - np.round(midi), high=0.5, low=-0.5)
-        notes[voiced] = librosa.midi_to_hz(np.round(midi - tuning) + tuning)
+        semitones = 12 * np.log2(f0[voiced] / A4_HZ)  # from A4: MIDI note numbers less 69
+        offsets = semitones - np.round(semitones)
+        tuning = np.angle(np.mean(np.exp(2j * np.pi * offsets))) / (2 * np.pi)
+        notes[voiced] = A4_HZ * 2 ** ((np.round(semitones - tuning) + tuning) / 12)
     return notes
 
 

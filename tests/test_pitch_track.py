@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import librosa
 import numpy as np
 import pytest
@@ -66,3 +70,25 @@ def test_long_audio_is_tracked_in_chunks_that_decode_as_one_pass(monkeypatch):
     np.testing.assert_array_equal(voiced, want_voiced)
     np.testing.assert_allclose(f0, want_f0, rtol=1e-12)
     np.testing.assert_allclose(prob, want_prob, atol=1e-12)
+
+
+def test_tracking_and_retuning_a_tune_in_range_import_neither_librosa_nor_scipy_stats() -> None:
+    """Importing librosa (and scipy.stats, scipy.signal behind it) costs about two seconds of a
+    translation's start-up: the input fit, the pitch guide and the retune do without them, and
+    only a transposition (``input_fit.pitch_shift``) still loads librosa."""
+    code = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from musictranslate.input_fit import fit_input\n"
+        "from musictranslate.pitch_guide import PitchGuide\n"
+        "from musictranslate.retune import retune\n"
+        "tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)\n"
+        "fitted = fit_input(tone, -20.0, 'auto')\n"
+        "guide = PitchGuide.of(fitted.audio)\n"
+        "retune(np.roll(fitted.audio, 7), guide)\n"
+        "loaded = [m for m in ('librosa', 'scipy.stats', 'scipy.signal') if m in sys.modules]\n"
+        "print(json.dumps([fitted.semitones, loaded]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [0, []]
