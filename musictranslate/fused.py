@@ -14,14 +14,19 @@ latent frame of steps per call, so Python is entered once per ``pool`` samples:
   the bytes, two input rows to a 32-bit word (``pack_bfloat16``): a word's upper half is already
   a float32 with its low bits cleared and its lower half becomes one by a shift, so a weight
   costs one integer op on its way to the multiply-add (``_accumulate_pairs``). Activations,
-  accumulation and everything else stay float32. This is the plan's ``bfloat16`` dtype for this
-  step (``speed.py``), with ``speed.BF16_TOLERANCE`` as its bound;
+  accumulation and everything else stay float32. On a CPU with bfloat16 dot-product
+  instructions (``bf16_dot.py``) a product instead rounds its input to bfloat16 too and
+  multiplies 32 pairs per instruction (``_accumulate_native``), as torch's bf16 matmuls do. This
+  is the plan's ``bfloat16`` dtype for this step (``speed.py``), with ``speed.BF16_TOLERANCE`` as
+  its bound;
 - layer 0's input is the embedding of the previous class, so both its taps are rows of two
   ``(classes + 1, 2r)`` tables (the embedding times each tap, in float64, and a zero row for the
   zero padding before the first sample): two lookups instead of its matrix-vector product;
 - each layer keeps ``dilation + 1`` past inputs in its own ring (one array holds every layer's
   ring back to back), so the two taps read ``x[t]`` and ``x[t - d]`` in place;
-- a layer's residual and skip outputs are accumulated in the same pass over its gate output;
+- a layer is two products: its two taps as one ``(2r, 2r)`` matrix over ``[x[t], x[t - d]]``,
+  and its residual and skip as one ``(r, r + s)`` matrix over its gate output, so each reads
+  its input once and the accumulators are loaded and stored once;
 - the conditioning is projected once per latent frame, outside the kernel, with the bias folded in;
 - tanh and sigmoid are one rational approximation (Eigen's, max error ~4e-7), which vectorises
   where ``exp`` does not;
@@ -50,6 +55,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from . import bf16_dot
+from .bf16_dot import BLOCK_COLUMNS
 from .config import ModelConfig
 from .model import START_CLASS
 
@@ -238,6 +245,34 @@ def _accumulate_batch(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
         _accumulate(acc[b], x[b], w)
 
 
+def _product(acc: np.ndarray, x: np.ndarray, w: np.ndarray, words: np.ndarray) -> None:
+    """``acc[b] += x[b] @ W`` for every row, as the CPU does it best: on bfloat16 dot-product
+    instructions where it has them (``_accumulate_native``, ``words`` its scratch), else
+    ``_accumulate_batch`` (compiled: one of the two, chosen from ``w``'s dtype and the CPU when
+    numba types the call, so a CPU without the instruction never compiles it)."""
+    _accumulate_batch(acc, x, w)
+
+
+def _accumulate_native(acc: np.ndarray, x: np.ndarray, w: np.ndarray, words: np.ndarray) -> None:
+    """``_accumulate_batch`` for bfloat16 pairs of rows on ``vdpbf16ps`` (``bf16_dot.py``): ``x``
+    rounded to bfloat16 pairs in ``words``, then blocks of ``ROWS`` rows and
+    ``bf16_dot.BLOCK_COLUMNS`` columns. A width that is not a whole number of blocks (only the
+    tests' tiny models have one) takes the widening path."""
+    batch, width = acc.shape
+    if width % BLOCK_COLUMNS:
+        _accumulate_batch(acc, x, w)
+        return
+    pairs = words[:batch, : (x.shape[1] + 1) // 2]
+    _round_pairs(x, pairs)
+    full = batch - batch % ROWS
+    for b in range(0, full, ROWS):
+        for j in range(0, width, BLOCK_COLUMNS):
+            _dot4(acc[b : b + ROWS], pairs[b : b + ROWS], w, j)
+    for b in range(full, batch):
+        for j in range(0, width, BLOCK_COLUMNS):
+            _dot1(acc[b : b + 1], pairs[b : b + 1], w, j)
+
+
 def _accumulate4(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
     """``acc[k] += x[k] @ W`` for a block of four rows, ``W`` as in ``_accumulate`` (compiled: one
     of the two below, chosen from ``w``'s dtype)."""
@@ -351,9 +386,8 @@ def _steps(
     before: np.ndarray,  # (batch,) int64: the class before that (classes: none yet), updated
     embed: np.ndarray,
     first_taps: np.ndarray,  # (2, classes + 1, 2r): layer 0's taps of each class (and of zeros)
-    taps: np.ndarray,  # (layers, 2, r, 2r): the taps of x[t] and x[t - d]; layer 0's as first_taps
-    res_weight: np.ndarray,  # (layers, r, r)
-    skip_weight: np.ndarray,  # (layers, r, s)
+    taps: np.ndarray,  # (layers, 2r, 2r): the taps of x[t] then x[t - d]; layer 0's as first_taps
+    res_skip: np.ndarray,  # (layers, r, r + s): residual then skip weights (the last's residual unused)
     skip_bias: np.ndarray,
     head1_weight: np.ndarray,
     head1_bias: np.ndarray,
@@ -368,23 +402,27 @@ def _steps(
 ) -> None:
     """``count`` cached decoder steps from step ``t0`` for every row, all in this one call.
 
-    Each product runs over the whole batch (``_accumulate_batch``), so a weight loaded for one
-    row serves the next three from registers."""
+    Each product runs over the whole batch (``_product``), so a weight loaded for one row serves
+    the next three from registers; a layer is two products, its taps of ``x[t]`` and ``x[t - d]``
+    as one and its residual and skip as one, so each reads its input once."""
     batch, r = rings.shape[1], rings.shape[2]
     layers, s, classes = taps.shape[0], skip_bias.shape[0], head2_bias.shape[0]
+    inputs = np.empty((batch, 2 * r), dtype=np.float32)  # x[t] then x[t - d]
     a = np.empty((batch, 2 * r), dtype=np.float32)
     z = np.empty((batch, r), dtype=np.float32)
+    outputs = np.empty((batch, r + s), dtype=np.float32)  # the next layer's input, then the skip sum
     skip = np.empty((batch, s), dtype=np.float32)
     hidden = np.empty((batch, s), dtype=np.float32)
     logits = np.empty((batch, classes), dtype=np.float32)
     scratch = np.empty(classes, dtype=np.float32)
+    words = np.empty((batch, max(r, s)), dtype=np.uint32)  # a product's input, as bf16 pairs
     forced = targets.shape[0] > 0
     record = logits_out.shape[0] > 0
     for step in range(count):
         t = t0 + step
         for b in range(batch):
             rings[offsets[0] + t % slots[0], b] = embed[previous[b]]
-            skip[b] = skip_bias
+            outputs[b, r:] = skip_bias
         for layer in range(layers):
             now = rings[offsets[layer] + t % slots[layer]]
             past = rings[offsets[layer] + (t + 1) % slots[layer]]  # holds x[t - dilation]
@@ -395,23 +433,23 @@ def _steps(
                     a[b] += first_taps[0, previous[b]]
                     a[b] += first_taps[1, before[b]]
             else:
-                _accumulate_batch(a, now, taps[layer, 0])
-                _accumulate_batch(a, past, taps[layer, 1])
+                inputs[:, :r] = now
+                inputs[:, r:] = past
+                _product(a, inputs, taps[layer], words)
             for b in range(batch):
                 _sigmoid_inplace(a[b])
                 for i in range(r):  # -tanh(a1) sigmoid(a2), signs folded into the weights
                     z[b, i] = a[b, r + i] - np.float32(2.0) * a[b, i] * a[b, r + i]
+            outputs[:, :r] = now
+            _product(outputs, z, res_skip[layer], words)  # the last layer's residual: a 1% waste
             if not last:
-                nxt = rings[offsets[layer + 1] + t % slots[layer + 1]]
-                nxt[:] = now
-                _accumulate_batch(nxt, z, res_weight[layer])
-            _accumulate_batch(skip, z, skip_weight[layer])
-        np.maximum(skip, np.float32(0.0), skip)
+                rings[offsets[layer + 1] + t % slots[layer + 1]] = outputs[:, :r]
+        np.maximum(outputs[:, r:], np.float32(0.0), skip)
         hidden[:] = head1_bias
-        _accumulate_batch(hidden, skip, head1_weight)
+        _product(hidden, skip, head1_weight, words)
         np.maximum(hidden, np.float32(0.0), hidden)
         logits[:] = head2_bias
-        _accumulate_batch(logits, hidden, head2_weight)
+        _product(logits, hidden, head2_weight, words)
         for b in range(batch):
             if record:
                 logits_out[b, step] = logits[b]
@@ -435,6 +473,7 @@ def compiled() -> SimpleNamespace:
     ``_accumulate4`` by a choice between their two forms made when numba types the call)."""
     global _as_float32, _high, _low, _exp, _sigmoid_inplace, _pick, _steps
     global _accumulate_float32, _accumulate_pairs, _accumulate4_float32, _accumulate4_pairs, _accumulate_batch
+    global _round_pairs, _dot4, _dot1, _accumulate_native
     import numba
     from numba import types
     from numba.extending import overload
@@ -462,6 +501,20 @@ def compiled() -> SimpleNamespace:
         dispatch(_accumulate, _accumulate_pairs, _accumulate_float32)
         dispatch(_accumulate4, _accumulate4_pairs, _accumulate4_float32)
         _accumulate_batch = jit(_accumulate_batch)
+        native = bf16_dot.available()
+        if native:
+            _round_pairs, _dot4, _dot1 = (
+                jit(bf16_dot.round_pairs),
+                bf16_dot.dot_block(ROWS),
+                bf16_dot.dot_block(1),
+            )
+            _accumulate_native = jit(_accumulate_native)
+
+        @overload(_product, jit_options=options)
+        def typed_product(acc, x, w, words):  # no annotations, as in ``dispatch``
+            if native and w.dtype == types.uint32:
+                return lambda acc, x, w, words: _accumulate_native(acc, x, w, words)
+            return lambda acc, x, w, words: _accumulate_batch(acc, x, w)
 
         _steps = jit(_steps)
     return SimpleNamespace(steps=_steps, pick=_pick)
@@ -526,9 +579,11 @@ class FusedDecoder:
         embed, first = weights.embed.double(), weights.taps[0].double()
         self.first_taps = np.zeros((2, len(self.embed) + 1, 2 * r), dtype=np.float32)  # + zeros
         self.first_taps[:, :-1] = torch.stack([embed @ first[:r], embed @ first[r:]]).numpy()
-        self.taps = np.stack([np.stack([m(t[:r]), m(t[r:])]) for t in weights.taps])
-        self.res_weight = np.stack([m(t) for t in weights.res_weight])
-        self.skip_weight = np.stack([m(t) for t in weights.skip_weight.reshape(layers, r, -1)])
+        self.taps = np.stack([m(t) for t in weights.taps])
+        skips = weights.skip_weight.reshape(layers, r, -1)
+        self.res_skip = np.stack(
+            [m(torch.cat([res, skip], dim=1)) for res, skip in zip(weights.res_weight, skips, strict=True)]
+        )
         self.skip_bias = a(weights.skip_bias)
         self.head1 = (m(weights.head1[0]), a(weights.head1[1]))
         self.head2 = (m(weights.head2[0]), a(weights.head2[1]))
@@ -574,8 +629,7 @@ class FusedDecoder:
             self.embed,
             self.first_taps,
             self.taps,
-            self.res_weight,
-            self.skip_weight,
+            self.res_skip,
             self.skip_bias,
             *self.head1,
             *self.head2,

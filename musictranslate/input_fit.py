@@ -62,23 +62,20 @@ class FittedInput:
 
 def median_pitch_hz(audio: np.ndarray) -> float | None:
     """Median pyin f0 of the input's voiced frames, or ``None`` when it has no clear melody."""
-    from .pyin import pyin
+    from .pyin import pyin_each
 
     window = int(ANALYSIS_SECONDS * SAMPLE_RATE)
     count = max(1, len(audio) // window)
     starts = np.unique(np.linspace(0, count - 1, min(count, ANALYSIS_WINDOWS)).astype(int)) * window
-    tracks = [
-        pyin(
-            np.asarray(audio[s : s + window], dtype=np.float32),
-            fmin=60.0,
-            fmax=2500.0,
-            sr=SAMPLE_RATE,
-            frame_length=2048,
-            hop_length=1024,
-            resolution=ANALYSIS_RESOLUTION,
-        )
-        for s in starts
-    ]
+    tracks = pyin_each(
+        [np.asarray(audio[s : s + window], dtype=np.float32) for s in starts],
+        fmin=60.0,
+        fmax=2500.0,
+        sr=SAMPLE_RATE,
+        frame_length=2048,
+        hop_length=1024,
+        resolution=ANALYSIS_RESOLUTION,
+    )
     f0 = np.concatenate([track[0] for track in tracks])
     voiced = np.concatenate([track[1] for track in tracks])
     if voiced.mean() < MIN_VOICED:

@@ -21,6 +21,9 @@ short translation's start (``docs/speed.md``). The test against ``librosa.pyin``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numba
 import numpy as np
@@ -33,6 +36,7 @@ MAX_TRANSITION_RATE = 35.92
 SWITCH_PROB = 0.01
 NO_TROUGH_PROB = 0.01
 """librosa.pyin's defaults, which every caller here uses."""
+T, R = TypeVar("T"), TypeVar("R")
 CHUNK_SECONDS, OVERLAP_SECONDS = 30.0, 2.0
 """Long audio is tracked 30 s at a time, each chunk reading 2 s more on either side: far more
 than a frame (64 ms) and than the frames the Viterbi paths from any two states take to merge, so
@@ -64,14 +68,36 @@ def pyin(
     if len(audio) <= chunk + 2 * overlap:
         return _whole(audio, **settings)
     n_frames = 1 + len(audio) // hop_length
-    parts = []
-    for start in range(0, len(audio), chunk):
+
+    def stretch(start: int) -> list[np.ndarray]:
         lo, hi = max(0, start - overlap), min(len(audio), start + chunk + overlap)
         first = (start - lo) // hop_length
         count = min(chunk // hop_length, n_frames - start // hop_length)
-        parts.append([track[first : first + count] for track in _whole(audio[lo:hi], **settings)])
+        return [track[first : first + count] for track in _whole(audio[lo:hi], **settings)]
+
+    parts = _side_by_side(stretch, range(0, len(audio), chunk))
     f0, voiced, prob = (np.concatenate(track) for track in zip(*parts, strict=True))
     return f0, voiced, prob
+
+
+def pyin_each(pieces: Sequence[np.ndarray], **settings: float) -> list[tuple[np.ndarray, ...]]:
+    """``pyin`` of each of ``pieces`` (keywords as ``pyin``'s), side by side like long audio's chunks."""
+    return _side_by_side(lambda piece: pyin(piece, **settings), pieces)
+
+
+def _side_by_side(track: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[track(item) for item in items]`` on the CPU threads torch may use: the compiled parts
+    (most of pyin's time) release the GIL, so two threads track 60 s about 1.8x as fast as one."""
+    items = list(items)
+    if len(items) < 2:
+        return [track(item) for item in items]
+    from .speed import available_workers  # imports torch: only for work worth a second thread
+
+    workers = min(len(items), available_workers())
+    if workers < 2:
+        return [track(item) for item in items]
+    with ThreadPoolExecutor(workers, thread_name_prefix="musictranslate-pyin") as pool:
+        return list(pool.map(track, items))
 
 
 def _whole(
@@ -187,7 +213,7 @@ def _parabolic_shifts(yin: np.ndarray) -> np.ndarray:
     return shifts
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _trough_probabilities(yin, thresholds, beta_probs, boltzmann, no_trough_prob):  # pragma: no cover
     """Per frame, the probability that each trough of ``yin`` is the period: over thresholds
     drawn from the beta prior, the troughs below it share it by a Boltzmann prior on their order
@@ -237,7 +263,7 @@ def _trough_probabilities(yin, thresholds, beta_probs, boltzmann, no_trough_prob
     return probs
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _banded_viterbi(log_obs, log_stay, log_switch, band, log_init, log_zero):  # pragma: no cover
     """The most likely state path through ``log_obs`` ``(frames, 2 * bins)``: voiced bins, then
     unvoiced ones. Moving from bin i to bin j costs ``log_stay[i, j]`` within a voicing and

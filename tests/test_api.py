@@ -19,12 +19,15 @@ from musictranslate.loudness import loudness_db
 from .conftest import tone
 
 
+@pytest.mark.parametrize("tile", [32768, 37])
 def test_chunked_fast_encoding_equals_the_training_encoder(
-    registry: Path, monkeypatch: pytest.MonkeyPatch
+    registry: Path, monkeypatch: pytest.MonkeyPatch, tile: int
 ) -> None:
+    """Chunks of 7 frames, each layer in one pass or in tiles of 37 samples."""
     model = load_model("tiny", registry)
     audio = np.random.default_rng(0).uniform(-0.5, 0.5, 80 * 57).astype(np.float32)
     monkeypatch.setattr("musictranslate.translation.ENCODE_CHUNK_FRAMES", 7)
+    monkeypatch.setattr("musictranslate.fast_encoder.TILE", tile)
     chunked = musictranslate.encode(audio, model=model, dtype="float32")
     with torch.no_grad():
         whole = model.encoder(torch.from_numpy(companded(mu_law_encode(audio)))[None])[0]
