@@ -19,8 +19,8 @@ from .model import Encoder
 
 TILE = 32768
 """Samples per pass through a layer's matmuls: the layer's scratch (``TILE x channels``) stays in
-cache between its taps instead of streaming the whole input's through memory once per tap (a
-30 s chunk: 15-25% faster than one pass, docs/speed.md)."""
+cache between its taps instead of streaming the whole input's through memory once per tap
+(docs/speed.md has the gain)."""
 
 
 class FastEncoder:

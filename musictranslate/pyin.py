@@ -29,6 +29,8 @@ import numba
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+T, R = TypeVar("T"), TypeVar("R")
+
 N_THRESHOLDS = 100
 BETA_PARAMETERS = (2.0, 18.0)
 BOLTZMANN_PARAMETER = 2.0
@@ -36,7 +38,6 @@ MAX_TRANSITION_RATE = 35.92
 SWITCH_PROB = 0.01
 NO_TROUGH_PROB = 0.01
 """librosa.pyin's defaults, which every caller here uses."""
-T, R = TypeVar("T"), TypeVar("R")
 CHUNK_SECONDS, OVERLAP_SECONDS = 30.0, 2.0
 """Long audio is tracked 30 s at a time, each chunk reading 2 s more on either side: far more
 than a frame (64 ms) and than the frames the Viterbi paths from any two states take to merge, so
@@ -87,7 +88,7 @@ def pyin_each(pieces: Sequence[np.ndarray], **settings: float) -> list[tuple[np.
 
 def _side_by_side(track: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """``[track(item) for item in items]`` on the CPU threads torch may use: the compiled parts
-    (most of pyin's time) release the GIL, so two threads track 60 s about 1.8x as fast as one."""
+    (most of pyin's time) release the GIL, so the chunks really run side by side (docs/speed.md)."""
     items = list(items)
     if len(items) < 2:
         return [track(item) for item in items]

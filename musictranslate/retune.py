@@ -28,9 +28,8 @@ import numpy as np
 
 from .config import SAMPLE_RATE
 from .pitch_guide import PitchGuide
+from .tuning import hz_to_midi, midi_to_hz
 
-A4_HZ = 440.0
-"""The equal-tempered grid's reference, as MIDI and librosa have it."""
 UNVOICED_PERIOD = 80
 """Grain spacing (5 ms) where the input has no note and the translation no pitch: grains are laid
 where they were cut, so the overlap-add gives the signal back unchanged there."""
@@ -45,10 +44,10 @@ def nearest_notes(f0: np.ndarray) -> np.ndarray:
     voiced = f0 > 0
     notes = np.zeros(len(f0))
     if voiced.any():
-        semitones = 12 * np.log2(f0[voiced] / A4_HZ)  # from A4: MIDI note numbers less 69
-        offsets = semitones - np.round(semitones)
+        midi = hz_to_midi(f0[voiced])
+        offsets = midi - np.round(midi)
         tuning = np.angle(np.mean(np.exp(2j * np.pi * offsets))) / (2 * np.pi)
-        notes[voiced] = A4_HZ * 2 ** ((np.round(semitones - tuning) + tuning) / 12)
+        notes[voiced] = midi_to_hz(np.round(midi - tuning) + tuning)
     return notes
 
 

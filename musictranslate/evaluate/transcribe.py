@@ -19,6 +19,7 @@ import numpy as np
 
 from ..config import SAMPLE_RATE
 from ..recipes.midi import DEFAULT_TEMPO_US, TICKS_PER_QUARTER, Note, NoteScore, write_midi
+from ..tuning import hz_to_midi
 from . import EvaluationError
 from .pitch import Contour
 
@@ -44,7 +45,7 @@ class TrackNote:
 def contour_notes(contour: Contour, min_seconds: float = MIN_NOTE_SECONDS) -> list[TrackNote]:
     """Cut a pyin track into notes (the rule is in the module docstring)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        midi = 69.0 + 12.0 * np.log2(contour.f0 / 440.0)
+        midi = hz_to_midi(contour.f0)
     rounded = np.where(contour.voiced & np.isfinite(midi), np.round(np.nan_to_num(midi)), -1).astype(int)
     min_frames = max(1, round(min_seconds / contour.hop_seconds))
     runs: list[list[int]] = []  # [first frame, end frame, pitch]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..tuning import hz_to_midi, midi_to_hz
 from .midi import NoteScore, read_midi
 from .render import link_or_copy
 
@@ -68,16 +69,6 @@ class WhistleParams:
     peak_dbfs: float = -3.0
     tail: float = 0.3
     seed: int = 7
-
-
-def midi_to_hz(pitch: np.ndarray | float) -> np.ndarray | float:
-    """Equal-tempered frequency of a (fractional) MIDI pitch."""
-    return 440.0 * 2.0 ** ((np.asarray(pitch) - 69.0) / 12.0)
-
-
-def hz_to_midi(hz: float) -> float:
-    """Fractional MIDI pitch of a frequency."""
-    return 69.0 + 12.0 * float(np.log2(hz / 440.0))
 
 
 def fit_transposition(pitches: Sequence[float], low_hz: float, high_hz: float, step: int = 1) -> int:
