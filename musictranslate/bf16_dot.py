@@ -56,6 +56,20 @@ def round_pairs(x: np.ndarray, words: np.ndarray) -> None:
             words[b, n // 2] = (last + half + ((last >> np.uint32(16)) & odd)) & np.uint32(0xFFFF0000)
 
 
+def round_interleaved(first: np.ndarray, second: np.ndarray, words: np.ndarray) -> None:
+    """``words[b, k]`` = ``first[b, k]`` and ``second[b, k]`` rounded as ``round_pairs`` rounds,
+    in the upper and lower half: the words of ``first`` and ``second`` interleaved, read where
+    they lie instead of being copied side by side first (``fused._taps``)."""
+    high_bits, low_bits = first.view(np.uint32), second.view(np.uint32)
+    half, odd = np.uint32(0x7FFF), np.uint32(1)
+    for b in range(first.shape[0]):
+        for k in range(first.shape[1]):
+            high, low = high_bits[b, k], low_bits[b, k]
+            high = high + half + ((high >> np.uint32(16)) & odd)
+            low = low + half + ((low >> np.uint32(16)) & odd)
+            words[b, k] = (high & np.uint32(0xFFFF0000)) | (low >> np.uint32(16))
+
+
 @cache
 def _bfloat() -> object:
     """LLVM's ``bfloat`` type, which llvmlite's IR builder does not name: one instance, so the
@@ -77,10 +91,12 @@ def _bfloat() -> object:
 
 @cache
 def dot_block(rows: int) -> Callable:
-    """A numba intrinsic ``f(acc, words, w, j)``: ``acc[b, j : j + BLOCK_COLUMNS] += x[b] @
-    W[:, j : j + BLOCK_COLUMNS]`` for ``b < rows``, ``x`` as ``round_pairs`` words and ``W`` as
-    ``fused.pack_bfloat16`` words, its rows' columns contiguous. The accumulators stay in
-    registers over all of ``words``' pairs; each weight vector loaded serves every row."""
+    """A numba intrinsic ``f(start, result, words, w, j)``: ``result[b, :BLOCK_COLUMNS] =
+    start[b, :BLOCK_COLUMNS] + x[b] @ W[:, j : j + BLOCK_COLUMNS]`` for ``b < rows``, ``x`` as
+    ``round_pairs`` words and ``W`` as ``fused.pack_bfloat16`` words, the rows' columns of each
+    array contiguous. ``start`` may be ``result`` (``+=``); else the sum starts from a bias, a
+    residual or the conditioning where it lies, with no copy. The accumulators stay in registers
+    over all of ``words``' pairs; each weight vector loaded serves every row."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
@@ -95,14 +111,13 @@ def dot_block(rows: int) -> Callable:
     blocks = BLOCK_COLUMNS // LANES
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202 - numba's protocol
-        acc, words, weights = (
+        start, result, words, weights = (
             context.make_array(kind)(context, builder, value)
-            for kind, value in zip(signature.args[:3], args[:3], strict=True)
+            for kind, value in zip(signature.args[:4], args[:4], strict=True)
         )
-        column_bytes = builder.mul(args[3], ir.Constant(i64, 4))
-        acc_row, word_row = (
-            cgutils.unpack_tuple(builder, acc.strides)[0],
-            cgutils.unpack_tuple(builder, words.strides)[0],
+        column_bytes = builder.mul(args[4], ir.Constant(i64, 4))
+        start_row, result_row, word_row = (
+            cgutils.unpack_tuple(builder, array.strides)[0] for array in (start, result, words)
         )
         weight_row = cgutils.unpack_tuple(builder, weights.strides)[0]
         pairs = cgutils.unpack_tuple(builder, words.shape)[1]
@@ -119,15 +134,11 @@ def dot_block(rows: int) -> Callable:
         def const(value: int) -> ir.Constant:
             return ir.Constant(i64, value)
 
-        where = [
-            [
-                builder.add(builder.mul(const(b), acc_row), builder.add(column_bytes, const(4 * LANES * q)))
-                for q in range(blocks)
-            ]
-            for b in range(rows)
-        ]
-        start = [
-            [builder.load(at(acc.data, where[b][q], floats), align=4) for q in range(blocks)]
+        def where(row_bytes: ir.Value, b: int, q: int) -> ir.Value:
+            return builder.add(builder.mul(const(b), row_bytes), const(4 * LANES * q))
+
+        initial = [
+            [builder.load(at(start.data, where(start_row, b, q), floats), align=4) for q in range(blocks)]
             for b in range(rows)
         ]
         entry = builder.basic_block
@@ -140,7 +151,7 @@ def dot_block(rows: int) -> Callable:
         k.add_incoming(const(0), entry)
         for b in range(rows):
             for q in range(blocks):
-                running[b][q].add_incoming(start[b][q], entry)
+                running[b][q].add_incoming(initial[b][q], entry)
         weight_at = builder.add(builder.mul(k, weight_row), column_bytes)
         weight = [
             builder.bitcast(
@@ -176,14 +187,14 @@ def dot_block(rows: int) -> Callable:
         final = [[builder.phi(floats) for _ in range(blocks)] for _ in range(rows)]  # phis come first
         for b in range(rows):
             for q in range(blocks):
-                final[b][q].add_incoming(start[b][q], entry)
+                final[b][q].add_incoming(initial[b][q], entry)
                 final[b][q].add_incoming(summed[b][q], body)
         for b in range(rows):
             for q in range(blocks):
-                builder.store(final[b][q], at(acc.data, where[b][q], floats), align=4)
+                builder.store(final[b][q], at(result.data, where(result_row, b, q), floats), align=4)
         return context.get_dummy_value()
 
-    def typer(typingctx, acc, words, weights, column):  # noqa: ANN001, ANN202 - numba's protocol
-        return types.void(acc, words, weights, column), codegen
+    def typer(typingctx, start, result, words, weights, column):  # noqa: ANN001, ANN202 - numba's protocol
+        return types.void(start, result, words, weights, column), codegen
 
     return intrinsic(typer)

@@ -24,9 +24,12 @@ latent frame of steps per call, so Python is entered once per ``pool`` samples:
   zero padding before the first sample): two lookups instead of its matrix-vector product;
 - each layer keeps ``dilation + 1`` past inputs in its own ring (one array holds every layer's
   ring back to back), so the two taps read ``x[t]`` and ``x[t - d]`` in place;
-- a layer is two products: its two taps as one ``(2r, 2r)`` matrix over ``[x[t], x[t - d]]``,
-  and its residual and skip as one ``(r, r + s)`` matrix over its gate output, so each reads
-  its input once and the accumulators are loaded and stored once;
+- a layer is two products: its two taps as one ``(2r, 2r)`` matrix whose rows interleave
+  ``x[t]`` and ``x[t - d]`` (so the bfloat16 form pairs the two taps in one word and reads both
+  ring slots where they lie, no copy), and its residual and skip as one ``(r, r + s)`` matrix over
+  its gate output, whose residual block starts from and lands in the next layer's ring slot and
+  whose skip block accumulates in place: each product reads its input once, and its accumulators
+  start where their addend already lies instead of being copied there;
 - the conditioning is projected once per latent frame, outside the kernel, with the bias folded in;
 - tanh and sigmoid are one rational approximation (Eigen's, max error ~4e-7), which vectorises
   where ``exp`` does not;
@@ -245,32 +248,167 @@ def _accumulate_batch(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
         _accumulate(acc[b], x[b], w)
 
 
-def _product(acc: np.ndarray, x: np.ndarray, w: np.ndarray, words: np.ndarray) -> None:
-    """``acc[b] += x[b] @ W`` for every row, as the CPU does it best: on bfloat16 dot-product
-    instructions where it has them (``_accumulate_native``, ``words`` its scratch), else
-    ``_accumulate_batch`` (compiled: one of the two, chosen from ``w``'s dtype and the CPU when
-    numba types the call, so a CPU without the instruction never compiles it)."""
-    _accumulate_batch(acc, x, w)
+def _copy(result: np.ndarray, source: np.ndarray) -> None:
+    """``result[b, i] = source[b, i]`` over ``result``'s shape: loops numba vectorises, where its
+    slice assignment between views walks element by element (slower than the products it feeds)."""
+    for b in range(result.shape[0]):
+        for i in range(result.shape[1]):
+            result[b, i] = source[b, i]
 
 
-def _accumulate_native(acc: np.ndarray, x: np.ndarray, w: np.ndarray, words: np.ndarray) -> None:
-    """``_accumulate_batch`` for bfloat16 pairs of rows on ``vdpbf16ps`` (``bf16_dot.py``): ``x``
-    rounded to bfloat16 pairs in ``words``, then blocks of ``ROWS`` rows and
-    ``bf16_dot.BLOCK_COLUMNS`` columns. A width that is not a whole number of blocks (only the
-    tests' tiny models have one) takes the widening path."""
-    batch, width = acc.shape
-    if width % BLOCK_COLUMNS:
-        _accumulate_batch(acc, x, w)
-        return
-    pairs = words[:batch, : (x.shape[1] + 1) // 2]
-    _round_pairs(x, pairs)
+def _start_and_accumulate(result: np.ndarray, start: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
+    """``result[b] = start[b] + x[b] @ W`` on the widening path (``start`` may be ``result``)."""
+    _copy(result, start)
+    _accumulate_batch(result, x, w)
+
+
+def _product(result: np.ndarray, start: np.ndarray, x: np.ndarray, w: np.ndarray, words: np.ndarray) -> None:
+    """``result[b] = start[b] + x[b] @ W`` for every row, as the CPU does it best: on bfloat16
+    dot-product instructions where it has them (``_accumulate_native``, ``words`` its scratch),
+    else widening (compiled: one of the two, chosen from ``w``'s dtype and the CPU when numba
+    types the call, so a CPU without the instruction never compiles it)."""
+    _start_and_accumulate(result, start, x, w)
+
+
+def _dot_blocks(result: np.ndarray, start: np.ndarray, pairs: np.ndarray, w: np.ndarray, column: int) -> None:
+    """``result[b] = start[b] + x[b] @ W[:, column : column + width]`` on ``vdpbf16ps``
+    (``bf16_dot.py``), ``x`` as bfloat16 ``pairs``: blocks of ``ROWS`` rows and
+    ``bf16_dot.BLOCK_COLUMNS`` columns, then the rows left one at a time."""
+    batch, width = result.shape
     full = batch - batch % ROWS
     for b in range(0, full, ROWS):
         for j in range(0, width, BLOCK_COLUMNS):
-            _dot4(acc[b : b + ROWS], pairs[b : b + ROWS], w, j)
+            _dot4(start[b : b + ROWS, j:], result[b : b + ROWS, j:], pairs[b : b + ROWS], w, column + j)
     for b in range(full, batch):
         for j in range(0, width, BLOCK_COLUMNS):
-            _dot1(acc[b : b + 1], pairs[b : b + 1], w, j)
+            _dot1(start[b : b + 1, j:], result[b : b + 1, j:], pairs[b : b + 1], w, column + j)
+
+
+def _accumulate_native(
+    result: np.ndarray, start: np.ndarray, x: np.ndarray, w: np.ndarray, words: np.ndarray
+) -> None:
+    """``_product`` for bfloat16 pairs of rows on ``vdpbf16ps``: ``x`` rounded to bfloat16 pairs
+    in ``words``, then ``_dot_blocks``. A width that is not a whole number of blocks (only the
+    tests' tiny models have one) takes the widening path."""
+    if result.shape[1] % BLOCK_COLUMNS:
+        _start_and_accumulate(result, start, x, w)
+        return
+    pairs = words[: result.shape[0], : (x.shape[1] + 1) // 2]
+    _round_pairs(x, pairs)
+    _dot_blocks(result, start, pairs, w, 0)
+
+
+def _taps_widening(
+    a: np.ndarray,
+    start: np.ndarray,
+    now: np.ndarray,
+    past: np.ndarray,
+    w: np.ndarray,
+    inputs: np.ndarray,
+    words: np.ndarray,
+) -> None:
+    """``_taps`` with its input copied into ``inputs``, interleaved as ``w``'s rows are."""
+    for b in range(now.shape[0]):
+        for i in range(now.shape[1]):
+            inputs[b, 2 * i] = now[b, i]
+            inputs[b, 2 * i + 1] = past[b, i]
+    _product(a, start, inputs, w, words)
+
+
+def _taps(
+    a: np.ndarray,
+    start: np.ndarray,
+    now: np.ndarray,
+    past: np.ndarray,
+    w: np.ndarray,
+    inputs: np.ndarray,
+    words: np.ndarray,
+) -> None:
+    """A layer's two taps: ``a[b] = start[b] + (x[t] W_now + x[t - d] W_past)`` with ``w``'s rows
+    interleaved (row ``2i`` is ``W_now``'s row ``i``, row ``2i + 1`` ``W_past``'s), so a
+    bfloat16 pair holds ``x[t]`` and ``x[t - d]`` at the same channel and the native path reads
+    both where they lie in the rings (``_taps_native``). Compiled: the native or the widening
+    form, chosen as ``_product``'s."""
+    _taps_widening(a, start, now, past, w, inputs, words)
+
+
+def _taps_native(
+    a: np.ndarray,
+    start: np.ndarray,
+    now: np.ndarray,
+    past: np.ndarray,
+    w: np.ndarray,
+    inputs: np.ndarray,
+    words: np.ndarray,
+) -> None:
+    """``_taps`` on ``vdpbf16ps``: the words rounded straight from the two ring slots."""
+    if a.shape[1] % BLOCK_COLUMNS:
+        _taps_widening(a, start, now, past, w, inputs, words)
+        return
+    pairs = words[: now.shape[0], : now.shape[1]]
+    _round_interleaved(now, past, pairs)
+    _dot_blocks(a, start, pairs, w, 0)
+
+
+def _residual_skip_widening(
+    following: np.ndarray,
+    skip: np.ndarray,
+    now: np.ndarray,
+    z: np.ndarray,
+    w: np.ndarray,
+    outputs: np.ndarray,
+    words: np.ndarray,
+) -> None:
+    """``_residual_skip`` as one product into ``outputs``, then copied out."""
+    r, s = now.shape[1], skip.shape[1]
+    for b in range(now.shape[0]):
+        for i in range(r):
+            outputs[b, i] = now[b, i]
+        for i in range(s):
+            outputs[b, r + i] = skip[b, i]
+    _product(outputs, outputs, z, w, words)
+    for b in range(now.shape[0]):
+        for i in range(r):
+            following[b, i] = outputs[b, i]
+        for i in range(s):
+            skip[b, i] = outputs[b, r + i]
+
+
+def _residual_skip(
+    following: np.ndarray,
+    skip: np.ndarray,
+    now: np.ndarray,
+    z: np.ndarray,
+    w: np.ndarray,
+    outputs: np.ndarray,
+    words: np.ndarray,
+) -> None:
+    """A layer's residual and skip from its gate output ``z``, ``w`` being ``(r, r + s)``:
+    ``following = now + z W_res`` (the next layer's input, written into its ring slot) and
+    ``skip += z W_skip``. Compiled: the native form (``_residual_skip_native``: the two column
+    ranges of one pass over ``z``'s words, each summed from where its start lies) or the
+    widening one (``outputs`` its scratch), chosen as ``_product``'s."""
+    _residual_skip_widening(following, skip, now, z, w, outputs, words)
+
+
+def _residual_skip_native(
+    following: np.ndarray,
+    skip: np.ndarray,
+    now: np.ndarray,
+    z: np.ndarray,
+    w: np.ndarray,
+    outputs: np.ndarray,
+    words: np.ndarray,
+) -> None:
+    """``_residual_skip`` on ``vdpbf16ps``, with no copies."""
+    r = now.shape[1]
+    if r % BLOCK_COLUMNS or skip.shape[1] % BLOCK_COLUMNS:
+        _residual_skip_widening(following, skip, now, z, w, outputs, words)
+        return
+    pairs = words[: z.shape[0], : (z.shape[1] + 1) // 2]
+    _round_pairs(z, pairs)
+    _dot_blocks(following, now, pairs, w, 0)
+    _dot_blocks(skip, skip, pairs, w, r)
 
 
 def _accumulate4(acc: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
@@ -386,7 +524,7 @@ def _steps(
     before: np.ndarray,  # (batch,) int64: the class before that (classes: none yet), updated
     embed: np.ndarray,
     first_taps: np.ndarray,  # (2, classes + 1, 2r): layer 0's taps of each class (and of zeros)
-    taps: np.ndarray,  # (layers, 2r, 2r): the taps of x[t] then x[t - d]; layer 0's as first_taps
+    taps: np.ndarray,  # (layers, 2r, 2r): rows of x[t], x[t - d] interleaved; layer 0 uses first_taps
     res_skip: np.ndarray,  # (layers, r, r + s): residual then skip weights (the last's residual unused)
     skip_bias: np.ndarray,
     head1_weight: np.ndarray,
@@ -404,52 +542,65 @@ def _steps(
 
     Each product runs over the whole batch (``_product``), so a weight loaded for one row serves
     the next three from registers; a layer is two products, its taps of ``x[t]`` and ``x[t - d]``
-    as one and its residual and skip as one, so each reads its input once."""
+    as one (``_taps``) and its residual and skip as one (``_residual_skip``), so each reads its
+    input once. Sums start from where their first term lies (the conditioning, the residual,
+    a bias) rather than from a copy of it: the copies cost a quarter of the step."""
     batch, r = rings.shape[1], rings.shape[2]
     layers, s, classes = taps.shape[0], skip_bias.shape[0], head2_bias.shape[0]
-    inputs = np.empty((batch, 2 * r), dtype=np.float32)  # x[t] then x[t - d]
+    hidden_width = head1_bias.shape[0]
+    inputs = np.empty((batch, 2 * r), dtype=np.float32)  # the widening path's x[t], x[t - d]
+    outputs = np.empty((batch, r + s), dtype=np.float32)  # the widening path's residual, skip
     a = np.empty((batch, 2 * r), dtype=np.float32)
     z = np.empty((batch, r), dtype=np.float32)
-    outputs = np.empty((batch, r + s), dtype=np.float32)  # the next layer's input, then the skip sum
+    unused = np.empty((batch, r), dtype=np.float32)  # the last layer's residual
     skip = np.empty((batch, s), dtype=np.float32)
-    hidden = np.empty((batch, s), dtype=np.float32)
+    rectified = np.empty((batch, s), dtype=np.float32)
+    hidden = np.empty((batch, hidden_width), dtype=np.float32)
     logits = np.empty((batch, classes), dtype=np.float32)
+    head1_start = np.empty((batch, hidden_width), dtype=np.float32)
+    head2_start = np.empty((batch, classes), dtype=np.float32)
+    for b in range(batch):
+        head1_start[b] = head1_bias
+        head2_start[b] = head2_bias
     scratch = np.empty(classes, dtype=np.float32)
-    words = np.empty((batch, max(r, s)), dtype=np.uint32)  # a product's input, as bf16 pairs
+    words = np.empty((batch, max(r, s, hidden_width)), dtype=np.uint32)  # a product's input, as bf16 pairs
     forced = targets.shape[0] > 0
     record = logits_out.shape[0] > 0
+    zero = np.float32(0.0)
     for step in range(count):
         t = t0 + step
+        first = rings[offsets[0] + t % slots[0]]
         for b in range(batch):
-            rings[offsets[0] + t % slots[0], b] = embed[previous[b]]
-            outputs[b, r:] = skip_bias
+            embedded = embed[previous[b]]
+            for i in range(r):
+                first[b, i] = embedded[i]
+            for i in range(s):
+                skip[b, i] = skip_bias[i]
         for layer in range(layers):
             now = rings[offsets[layer] + t % slots[layer]]
             past = rings[offsets[layer] + (t + 1) % slots[layer]]  # holds x[t - dilation]
-            last = layer + 1 == layers
-            a[:] = condition[:, 2 * r * layer : 2 * r * (layer + 1)]
+            following = unused if layer + 1 == layers else rings[offsets[layer + 1] + t % slots[layer + 1]]
+            base = 2 * r * layer
             if layer == 0:
                 for b in range(batch):
-                    a[b] += first_taps[0, previous[b]]
-                    a[b] += first_taps[1, before[b]]
+                    tap_now, tap_past = first_taps[0, previous[b]], first_taps[1, before[b]]
+                    for i in range(2 * r):
+                        a[b, i] = condition[b, i] + tap_now[i] + tap_past[i]
             else:
-                inputs[:, :r] = now
-                inputs[:, r:] = past
-                _product(a, inputs, taps[layer], words)
+                _taps(a, condition[:, base : base + 2 * r], now, past, taps[layer], inputs, words)
             for b in range(batch):
                 _sigmoid_inplace(a[b])
                 for i in range(r):  # -tanh(a1) sigmoid(a2), signs folded into the weights
                     z[b, i] = a[b, r + i] - np.float32(2.0) * a[b, i] * a[b, r + i]
-            outputs[:, :r] = now
-            _product(outputs, z, res_skip[layer], words)  # the last layer's residual: a 1% waste
-            if not last:
-                rings[offsets[layer + 1] + t % slots[layer + 1]] = outputs[:, :r]
-        np.maximum(outputs[:, r:], np.float32(0.0), skip)
-        hidden[:] = head1_bias
-        _product(hidden, skip, head1_weight, words)
-        np.maximum(hidden, np.float32(0.0), hidden)
-        logits[:] = head2_bias
-        _product(logits, hidden, head2_weight, words)
+            _residual_skip(following, skip, now, z, res_skip[layer], outputs, words)
+        for b in range(batch):
+            for i in range(s):
+                rectified[b, i] = max(skip[b, i], zero)
+        _product(hidden, head1_start, rectified, head1_weight, words)
+        for b in range(batch):
+            for i in range(hidden_width):
+                hidden[b, i] = max(hidden[b, i], zero)
+        _product(logits, head2_start, hidden, head2_weight, words)
         for b in range(batch):
             if record:
                 logits_out[b, step] = logits[b]
@@ -473,7 +624,8 @@ def compiled() -> SimpleNamespace:
     ``_accumulate4`` by a choice between their two forms made when numba types the call)."""
     global _as_float32, _high, _low, _exp, _sigmoid_inplace, _pick, _steps
     global _accumulate_float32, _accumulate_pairs, _accumulate4_float32, _accumulate4_pairs, _accumulate_batch
-    global _round_pairs, _dot4, _dot1, _accumulate_native
+    global _round_pairs, _round_interleaved, _dot4, _dot1, _accumulate_native, _dot_blocks, _copy
+    global _start_and_accumulate, _taps_widening, _taps_native, _residual_skip_widening, _residual_skip_native
     import numba
     from numba import types
     from numba.extending import overload
@@ -500,21 +652,40 @@ def compiled() -> SimpleNamespace:
         _accumulate4_float32, _accumulate4_pairs = jit(_accumulate4_float32), jit(_accumulate4_pairs)
         dispatch(_accumulate, _accumulate_pairs, _accumulate_float32)
         dispatch(_accumulate4, _accumulate4_pairs, _accumulate4_float32)
-        _accumulate_batch = jit(_accumulate_batch)
+        _accumulate_batch, _copy = jit(_accumulate_batch), jit(_copy)
+        _start_and_accumulate = jit(_start_and_accumulate)
         native = bf16_dot.available()
         if native:
-            _round_pairs, _dot4, _dot1 = (
+            _round_pairs, _round_interleaved, _dot4, _dot1 = (
                 jit(bf16_dot.round_pairs),
+                jit(bf16_dot.round_interleaved),
                 bf16_dot.dot_block(ROWS),
                 bf16_dot.dot_block(1),
             )
-            _accumulate_native = jit(_accumulate_native)
+            _dot_blocks = jit(_dot_blocks)
+
+        def choose(stub: Callable, native_form: Callable | None, widening: Callable) -> None:
+            """``stub`` (seven arguments, the matrix fifth) compiled as ``native_form`` for
+            bfloat16 pairs of rows on a CPU with the instruction, else as ``widening``."""
+
+            @overload(stub, jit_options=options)
+            def typed(p1, p2, p3, p4, w, p6, p7):  # no annotations, as in ``dispatch``
+                chosen = native_form if native and w.dtype == types.uint32 else widening
+                return lambda p1, p2, p3, p4, w, p6, p7: chosen(p1, p2, p3, p4, w, p6, p7)
 
         @overload(_product, jit_options=options)
-        def typed_product(acc, x, w, words):  # no annotations, as in ``dispatch``
+        def typed_product(result, start, x, w, words):  # no annotations, as in ``dispatch``
             if native and w.dtype == types.uint32:
-                return lambda acc, x, w, words: _accumulate_native(acc, x, w, words)
-            return lambda acc, x, w, words: _accumulate_batch(acc, x, w)
+                return lambda result, start, x, w, words: _accumulate_native(result, start, x, w, words)
+            return lambda result, start, x, w, words: _start_and_accumulate(result, start, x, w)
+
+        if native:
+            _accumulate_native = jit(_accumulate_native)
+        _taps_widening, _residual_skip_widening = jit(_taps_widening), jit(_residual_skip_widening)
+        if native:
+            _taps_native, _residual_skip_native = jit(_taps_native), jit(_residual_skip_native)
+        choose(_taps, _taps_native if native else None, _taps_widening)
+        choose(_residual_skip, _residual_skip_native if native else None, _residual_skip_widening)
 
         _steps = jit(_steps)
     return SimpleNamespace(steps=_steps, pick=_pick)
@@ -579,7 +750,7 @@ class FusedDecoder:
         embed, first = weights.embed.double(), weights.taps[0].double()
         self.first_taps = np.zeros((2, len(self.embed) + 1, 2 * r), dtype=np.float32)  # + zeros
         self.first_taps[:, :-1] = torch.stack([embed @ first[:r], embed @ first[r:]]).numpy()
-        self.taps = np.stack([m(t) for t in weights.taps])
+        self.taps = np.stack([m(torch.stack([t[:r], t[r:]], dim=1).reshape(2 * r, -1)) for t in weights.taps])
         skips = weights.skip_weight.reshape(layers, r, -1)
         self.res_skip = np.stack(
             [m(torch.cat([res, skip], dim=1)) for res, skip in zip(weights.res_weight, skips, strict=True)]
