@@ -103,11 +103,12 @@ class StepCost:
 STEP_COSTS: dict[tuple[str, torch.dtype], StepCost] = {
     ("torch", torch.float32): StepCost(layer_overhead=23e-6, flop_rate=47e9),
     ("torch", torch.bfloat16): StepCost(layer_overhead=79e-6, flop_rate=75e9),
-    ("fused", torch.float32): StepCost(layer_overhead=0.0, flop_rate=20e9, block_rate=35e9),
-    ("fused", torch.bfloat16): StepCost(layer_overhead=0.0, flop_rate=31e9, block_rate=51e9),
+    ("fused", torch.float32): StepCost(layer_overhead=0.2e-6, flop_rate=30e9, block_rate=58e9),
+    ("fused", torch.bfloat16): StepCost(layer_overhead=0.4e-6, flop_rate=90e9, block_rate=135e9),
 }
 """Fitted on the 2-core EPYC above, one thread, the small decoder at the default temperature
-(docs/speed-live.md has the rates). The fused step has no per-layer overhead, and its blocks of
+(docs/speed-live.md has the rates). The fused step's small fixed cost per step (the call per
+frame, the sampling's loop, rounding the inputs) is spread over its layers; its blocks of
 ``fused.ROWS`` rows load each weight once for four rows, so from a batch of four per worker it
 does the arithmetic faster than torch's matmuls reach before batches of hundreds, whose
 warm-up per segment costs more than it saves. Torch's step is what runs where numba is missing."""

@@ -155,7 +155,7 @@ def test_fused_generation_can_be_cancelled() -> None:
 def test_plan_takes_the_fused_step_in_full_blocks_and_torch_where_numba_is_missing(monkeypatch) -> None:
     cfg = preset("small")
     short = plan_generation(cfg, 8 * SAMPLE_RATE // cfg.pool, GenerationOptions(), workers=2, bf16=True)
-    assert (short.engine, short.dtype) == ("fused", torch.bfloat16) and short.batch_size == fused.ROWS
+    assert (short.engine, short.dtype) == ("fused", torch.bfloat16) and short.batch_size % fused.ROWS == 0
     exact = plan_generation(cfg, 8 * SAMPLE_RATE // cfg.pool, GenerationOptions(), workers=2, bf16=False)
     assert (exact.engine, exact.dtype) == ("fused", torch.float32)
     many = plan_generation(cfg, 240 * SAMPLE_RATE // cfg.pool, GenerationOptions(), workers=2, bf16=True)
