@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 # numba compiles the fused decoder step and pyin on first use (~45 s for both dtypes): done here, once per
 # change of the kernel, so the first translation after installing runs as fast as the next.
-$(VENV)/.compiled: $(VENV)/.installed musictranslate/fused.py musictranslate/pyin.py musictranslate/retune.py
+$(VENV)/.compiled: $(VENV)/.installed musictranslate/fused.py musictranslate/bf16_dot.py musictranslate/pyin.py musictranslate/retune.py
 	$(PY) -m musictranslate.compile_ahead
 	touch $@
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +181,21 @@ def test_compile_ahead_compiles_every_step_the_plan_may_pick_here() -> None:
     compiled = compile_ahead()
     assert "fused step (float32)" in compiled and "the input fit" in compiled
     assert ("fused step (bfloat16)" in compiled) == native_bf16()
+
+
+def test_make_install_compiles_again_when_any_numba_module_changes() -> None:
+    """The stamp that says the step is compiled lists every module numba compiles from: a change
+    to one it missed (``bf16_dot.py`` once) left the first translation after it compiling."""
+    package = Path(fused.__file__).parent
+    numba_modules = {
+        f"musictranslate/{p.name}"
+        for p in package.glob("*.py")
+        if re.search(r"^\s*(import numba|from numba)", p.read_text(), re.MULTILINE)
+    }
+    makefile = (package.parent / "Makefile").read_text()
+    rule = re.search(r"^\$\(VENV\)/\.compiled:(.*)$", makefile, re.MULTILINE)
+    assert rule and "musictranslate/fused.py" in numba_modules
+    assert numba_modules <= set(rule.group(1).split())
 
 
 def test_bf16_pairs_round_to_nearest_even_as_torch_does() -> None:
