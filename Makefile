@@ -14,8 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # numba compiles the fused decoder step and pyin on first use (~45 s for both dtypes): done here, once per
-# change of the kernel, so the first translation after installing runs as fast as the next.
+# change of the kernel, so the first translation after installing runs as fast as the next. Its disk cache
+# is keyed by the compiled function's own file alone (not bf16_dot.py's), so it is cleared first.
 $(VENV)/.compiled: $(VENV)/.installed musictranslate/fused.py musictranslate/bf16_dot.py musictranslate/pyin.py musictranslate/retune.py
+	rm -f musictranslate/__pycache__/*.nbi musictranslate/__pycache__/*.nbc
 	$(PY) -m musictranslate.compile_ahead
 	touch $@
 
