@@ -93,6 +93,12 @@ def default_model_folder() -> Path | None:
         return None
 
 
+def model_label(folder: Path) -> str:
+    """How the figures name a registry model: by its name, since the folder's absolute path
+    would put this machine's layout into every table and bench.json that gets pasted in docs."""
+    return f"shipped model {folder.name!r}"
+
+
 def bench_models(quick: bool) -> list[BenchModel]:
     """The paper and small presets (random weights: speed does not depend on them) and the
     shipped default model, or a random ``small`` one in its place when it is not there yet."""
@@ -107,7 +113,7 @@ def bench_models(quick: bool) -> list[BenchModel]:
 
         loaded = load_model(str(folder))
         domain = loaded.domains[0]
-        note = f"{folder}, decoder {domain!r}"
+        note = f"{model_label(folder)}, decoder {domain!r}"
         models.append(BenchModel("default", loaded.config, loaded.decoder(domain), note))
     else:
         cfg = preset("small")

@@ -24,7 +24,7 @@ from musictranslate.config import DEFAULT_TEMPERATURE, SAMPLE_RATE
 from musictranslate.generate import FastDecoder, Sampler
 from musictranslate.speed import flops_per_sample
 
-from . import best_of, default_model_folder, rate, realtime, table
+from . import best_of, default_model_folder, model_label, rate, realtime, table
 from .translate import melody
 
 
@@ -190,7 +190,7 @@ def run(quick: bool, limits: dict | None = None) -> dict:
         ],
     )
     return {
-        "model": str(folder),
+        "model": model_label(folder),
         "domain": domain,
         "step": {"samples_per_second": rates, "limit": limit, "first_use_s": first_use},
         "batched": batched,

@@ -22,7 +22,7 @@ import numpy as np
 
 from musictranslate.config import SAMPLE_RATE
 
-from . import default_model_folder, table
+from . import default_model_folder, model_label, table
 
 LENGTHS = (8, 60, 240)
 
@@ -40,7 +40,7 @@ def _model_folder(workdir: Path) -> tuple[Path, str]:
     """The shipped default model, or a random small one saved in ``workdir``."""
     folder = default_model_folder()
     if folder is not None:
-        return folder, f"{folder}"
+        return folder, model_label(folder)
     import torch
 
     from musictranslate.config import preset
